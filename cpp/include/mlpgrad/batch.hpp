@@ -1,0 +1,116 @@
+// Forward and backward for a batch of B examples. Every pass over a weight matrix serves the whole
+// batch (a matrix-matrix product), not B matrix-vector products.
+#pragma once
+
+#include <algorithm>
+#include <stdexcept>
+#include <vector>
+
+#include "gradients.hpp"
+#include "kernels.hpp"
+#include "network.hpp"
+
+namespace mlpgrad {
+
+// Caller-owned record of a batch forward pass. Feature-major: Z(t) is (K_t × B), so each row holds one
+// unit for every example and the kernels' inner loops are contiguous.
+template <class T>
+class BatchTape {
+  public:
+    BatchTape() = default;
+
+    // Sizes the tape for widths K_0..K_T and B examples; allocates only when it needs more room.
+    void reset(const std::vector<std::size_t>& widths, std::size_t batch) {
+        recorded_ = false;
+        widths_ = widths;
+        batch_ = batch;
+        offsets_.assign(widths.size() + 1, 0);
+        std::size_t max_width = 0;
+        for (std::size_t t = 0; t < widths.size(); ++t) {
+            offsets_[t + 1] = offsets_[t] + widths[t] * batch;
+            max_width = std::max(max_width, widths[t]);
+        }
+        max_rows_ = max_width * batch;
+        const std::size_t n = 2 * offsets_.back() + 2 * max_rows_;
+        if (storage_.size() < n) storage_.resize(n);
+    }
+
+    std::size_t batch() const { return batch_; }
+    const std::vector<std::size_t>& widths() const { return widths_; }
+    bool recorded() const { return recorded_; }
+    void mark_recorded() { recorded_ = true; }
+
+    MatrixView<T> Z(std::size_t t) { return {storage_.data() + offsets_[t], widths_[t], batch_}; }  // t = 0..T
+    MatrixView<T> U(std::size_t t) {                                                                // t = 1..T
+        return {storage_.data() + offsets_.back() + offsets_[t], widths_[t], batch_};
+    }
+    // Two (K_t × B) scratch matrices for ∂ŷ/∂Z and ∂ŷ/∂U.
+    MatrixView<T> scratch(std::size_t which, std::size_t t) {
+        return {storage_.data() + 2 * offsets_.back() + which * max_rows_, widths_[t], batch_};
+    }
+
+  private:
+    std::vector<std::size_t> widths_;
+    std::vector<std::size_t> offsets_;
+    std::vector<T> storage_;
+    std::size_t batch_ = 0;
+    std::size_t max_rows_ = 0;
+    bool recorded_ = false;
+};
+
+// ŷ_b for each row b of X (B × K_0), written to yhat (B); records the pass on `tape`.
+template <class T>
+void forward_batch(const Network<T>& net, MatrixView<const T> X, BatchTape<T>& tape, VectorView<T> yhat) {
+    detail::require_shape(X, X.rows, net.width(0), "X");
+    detail::require_size(yhat, X.rows, "yhat");
+    const std::size_t B = X.rows, T_ = net.depth();
+    tape.reset(net.widths(), B);
+    kernels::transpose(X, tape.Z(0));
+    for (std::size_t t = 0; t < T_; ++t) {
+        dispatch(net.activation(t), [&](auto a) {
+            kernels::matmul_activate<decltype(a)::value>(net.weight(t), tape.Z(t), tape.U(t + 1), tape.Z(t + 1));
+        });
+    }
+    // ŷ = Z^Tᵀ α, accumulated row by row of Z^T.
+    std::fill(yhat.begin(), yhat.end(), T(0));
+    const auto ZT = tape.Z(T_);
+    for (std::size_t k = 0; k < ZT.rows; ++k) kernels::axpy(net.alpha()[k], ZT.row(k), yhat.data, B);
+    tape.mark_recorded();
+}
+
+// Gradients of Σ_b dy_b ŷ_b at the batch recorded on `tape`: parameter gradients summed over the batch,
+// out.x row b = dy_b ∂ŷ_b/∂x_b. Checks every shape before writing anything.
+template <class T>
+void backward_batch(const Network<T>& net, BatchTape<T>& tape, VectorView<const T> dy,
+                    const BatchGradientsView<T>& out) {
+    if (!tape.recorded() || tape.widths() != net.widths())
+        throw std::logic_error("backward_batch() needs a forward_batch() of this network on the same tape first");
+    const std::size_t B = tape.batch(), T_ = net.depth();
+    require_fits(net, out, B);
+    detail::require_size(dy, B, "dy");
+
+    // ∂/∂α_k = Σ_b dy_b Z^T[k, b]; base case ∂/∂Z^T[k, b] = α_k dy_b.
+    const auto ZT = tape.Z(T_);
+    MatrixView<T> dZ = tape.scratch(0, T_);
+    for (std::size_t k = 0; k < ZT.rows; ++k) {
+        out.alpha[k] = kernels::dot(dy.data, ZT.row(k), B);
+        T* row = dZ.row(k);
+        const T a = net.alpha()[k];
+        for (std::size_t b = 0; b < B; ++b) row[b] = a * dy[b];
+    }
+    for (std::size_t t = T_; t >= 1; --t) {
+        // ∂/∂U^t = ∂/∂Z^t ∘ σ'(U^t), into the second scratch matrix.
+        MatrixView<T> dU = tape.scratch(1, t);
+        const auto U = tape.U(t), Z = tape.Z(t);
+        dispatch(net.activation(t - 1), [&](auto a) {
+            kernels::hadamard_derivative<decltype(a)::value>(dZ.data, U.data, Z.data, dU.data, U.size());
+        });
+        dZ = tape.scratch(0, t - 1);
+        std::fill(dZ.data, dZ.data + dZ.size(), T(0));
+        kernels::batch_outer_product_and_transpose_matvec_accumulate(net.weight(t - 1), dU, tape.Z(t - 1),
+                                                                     out.weights[t - 1], dZ);
+    }
+    kernels::transpose(dZ, out.x);
+}
+
+}  // namespace mlpgrad

@@ -1,0 +1,26 @@
+// mlpgrad: backpropagation for dense networks, header-only C++17 (standard library only).
+//
+//   views.hpp        non-owning vector/matrix views of caller memory
+//   activations.hpp  σ and σ' (ReLU with the notes' σ'(0) = 1)
+//   network.hpp      Network<T>: validated const views of weights, α and activations
+//   kernels.hpp      the hand-written loops (matvec+σ, fused outer product/transpose-matvec, batch)
+//   tape.hpp         Tape<T>: caller-owned u^t, z^t of a forward pass
+//   forward.hpp      forward(): Eq. 1–3 of the notes
+//   gradients.hpp    GradientsView<T> (caller buffers) and Gradients<T> (owning)
+//   backward.hpp     backward(), value_and_grad(): the backward recursion
+//   batch.hpp        BatchTape<T>, forward_batch(), backward_batch()
+#pragma once
+
+#define MLPGRAD_VERSION_MAJOR 0
+#define MLPGRAD_VERSION_MINOR 1
+#define MLPGRAD_VERSION_PATCH 0
+
+#include "activations.hpp"
+#include "backward.hpp"
+#include "batch.hpp"
+#include "forward.hpp"
+#include "gradients.hpp"
+#include "kernels.hpp"
+#include "network.hpp"
+#include "tape.hpp"
+#include "views.hpp"

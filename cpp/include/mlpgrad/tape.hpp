@@ -1,0 +1,62 @@
+// Tape<T>: the caller-owned record of a forward pass (u^t, z^t) plus the backward pass's scratch space.
+#pragma once
+
+#include <cstddef>
+#include <vector>
+
+#include "views.hpp"
+
+namespace mlpgrad {
+
+// One tape per concurrent computation: the Network is shared and read-only, the tape is not.
+template <class T>
+class Tape {
+  public:
+    Tape() = default;
+    explicit Tape(const std::vector<std::size_t>& widths) { reset(widths); }
+
+    // Sizes the tape for widths K_0..K_T (allocating only when they change) and marks it empty.
+    void reset(const std::vector<std::size_t>& widths) {
+        recorded_ = false;
+        if (widths == widths_) return;
+        widths_ = widths;
+        offsets_.assign(widths.size() + 1, 0);
+        std::size_t max_width = 0;
+        for (std::size_t t = 0; t < widths.size(); ++t) {
+            offsets_[t + 1] = offsets_[t] + widths[t];
+            max_width = widths[t] > max_width ? widths[t] : max_width;
+        }
+        const std::size_t n = offsets_.back();
+        // z^0..z^T, then u^1..u^T (stored at the offsets of z^1..z^T, shifted by n), then two scratch vectors.
+        storage_.assign(2 * n + 2 * max_width, T(0));
+        max_width_ = max_width;
+    }
+
+    const std::vector<std::size_t>& widths() const { return widths_; }
+    std::size_t depth() const { return widths_.empty() ? 0 : widths_.size() - 1; }
+    bool recorded() const { return recorded_; }
+    void mark_recorded() { recorded_ = true; }
+
+    VectorView<T> z(std::size_t t) { return {storage_.data() + offsets_[t], widths_[t]}; }  // z^t, t = 0..T
+    VectorView<const T> z(std::size_t t) const { return {storage_.data() + offsets_[t], widths_[t]}; }
+    // u^t in the notes' numbering, t = 1..T.
+    VectorView<T> u(std::size_t t) { return {storage_.data() + offsets_.back() + offsets_[t], widths_[t]}; }
+    VectorView<const T> u(std::size_t t) const {
+        return {storage_.data() + offsets_.back() + offsets_[t], widths_[t]};
+    }
+    T yhat() const { return yhat_; }
+    void set_yhat(T y) { yhat_ = y; }
+
+    // Two vectors of the largest width, for ∂ŷ/∂z and ∂ŷ/∂u when the caller does not keep them.
+    T* scratch(std::size_t which) { return storage_.data() + 2 * offsets_.back() + which * max_width_; }
+
+  private:
+    std::vector<std::size_t> widths_;
+    std::vector<std::size_t> offsets_;
+    std::vector<T> storage_;
+    std::size_t max_width_ = 0;
+    T yhat_ = T(0);
+    bool recorded_ = false;
+};
+
+}  // namespace mlpgrad

@@ -1,0 +1,77 @@
+// Non-owning views of caller memory, and the shape checks every entry point shares.
+#pragma once
+
+#include <cstddef>
+#include <stdexcept>
+#include <string>
+#include <type_traits>
+
+namespace mlpgrad {
+
+// A contiguous vector of `size` elements at `data` (not owned).
+template <class T>
+struct VectorView {
+    T* data = nullptr;
+    std::size_t size = 0;
+
+    constexpr VectorView() = default;
+    constexpr VectorView(T* d, std::size_t n) : data(d), size(n) {}
+    // A mutable view converts to a read-only one, never the other way round.
+    template <class U, class = std::enable_if_t<std::is_same_v<const U, T> && !std::is_same_v<U, T>>>
+    constexpr VectorView(const VectorView<U>& other) : data(other.data), size(other.size) {}
+
+    constexpr T& operator[](std::size_t i) const { return data[i]; }
+    constexpr T* begin() const { return data; }
+    constexpr T* end() const { return data + size; }
+};
+
+// A row-major, C-contiguous matrix (row stride == cols) at `data` (not owned).
+template <class T>
+struct MatrixView {
+    T* data = nullptr;
+    std::size_t rows = 0;
+    std::size_t cols = 0;
+
+    constexpr MatrixView() = default;
+    constexpr MatrixView(T* d, std::size_t r, std::size_t c) : data(d), rows(r), cols(c) {}
+    template <class U, class = std::enable_if_t<std::is_same_v<const U, T> && !std::is_same_v<U, T>>>
+    constexpr MatrixView(const MatrixView<U>& other) : data(other.data), rows(other.rows), cols(other.cols) {}
+
+    constexpr T* row(std::size_t i) const { return data + i * cols; }
+    constexpr std::size_t size() const { return rows * cols; }
+};
+
+namespace detail {
+
+// Keeps a parameter out of template deduction, so a MatrixView<T> argument converts to MatrixView<const T>.
+template <class T>
+struct type_identity {
+    using type = T;
+};
+template <class T>
+using nondeduced = typename type_identity<T>::type;
+
+inline std::string shape_string(std::size_t n) { return "(" + std::to_string(n) + ",)"; }
+inline std::string shape_string(std::size_t r, std::size_t c) {
+    return "(" + std::to_string(r) + ", " + std::to_string(c) + ")";
+}
+
+// Throws std::invalid_argument naming `what` unless the view has `expected` elements.
+template <class T>
+void require_size(const VectorView<T>& v, std::size_t expected, const std::string& what) {
+    if (v.size != expected)
+        throw std::invalid_argument(what + " has shape " + shape_string(v.size) + " but expected " +
+                                    shape_string(expected));
+    if (v.data == nullptr && expected != 0) throw std::invalid_argument(what + " is a null view");
+}
+
+template <class T>
+void require_shape(const MatrixView<T>& m, std::size_t rows, std::size_t cols, const std::string& what) {
+    if (m.rows != rows || m.cols != cols)
+        throw std::invalid_argument(what + " has shape " + shape_string(m.rows, m.cols) + " but expected " +
+                                    shape_string(rows, cols));
+    if (m.data == nullptr && rows * cols != 0) throw std::invalid_argument(what + " is a null view");
+}
+
+}  // namespace detail
+}  // namespace mlpgrad
