@@ -1,0 +1,190 @@
+// mlpgrad.Gradients: caller-visible NumPy arrays plus the core's views of them, validated once at
+// construction so that passing one as `out=` costs almost nothing per call.
+#pragma once
+
+#include <mlpgrad/gradients.hpp>
+
+#include <optional>
+#include <variant>
+
+#include "checks.hpp"
+
+namespace mlpgrad_python {
+
+template <class T>
+struct TypedViews {
+    mlpgrad::GradientsView<T> single;      // used when batch is empty
+    mlpgrad::BatchGradientsView<T> batch;  // used when batch is set
+};
+
+class GradientsObject {
+  public:
+    // Wraps (never copies) the caller's arrays. Checks dtypes, layout, writeability, shapes that chain, and
+    // that no two arrays overlap.
+    GradientsObject(py::object weights, py::object alpha, py::object x, py::object z, py::object u) {
+        if (!py::isinstance<py::list>(weights) && !py::isinstance<py::tuple>(weights))
+            throw py::type_error("Gradients: weights must be a list of 2-D numpy arrays, got " + type_name(weights));
+        const char* why = "gradients are written into the caller's arrays, never into a copy";
+        for (std::size_t t = 0; t < py::len(weights); ++t)
+            weights_.push_back(require_ndarray(weights[py::int_(t)], name("weights", t), why));
+        alpha_ = require_ndarray(alpha, "out.alpha", why);
+        x_ = require_ndarray(x, "out.x", why);
+        if (z.is_none() != u.is_none()) throw py::value_error("Gradients: z and u must be both given or both None");
+        if (!z.is_none()) {
+            for (const char* field : {"z", "u"}) {
+                py::object seq = std::string(field) == "z" ? z : u;
+                if (!py::isinstance<py::list>(seq) && !py::isinstance<py::tuple>(seq))
+                    throw py::type_error(std::string("Gradients: ") + field + " must be a list of 1-D numpy arrays or None, got " +
+                                         type_name(seq));
+                auto& dest = std::string(field) == "z" ? z_ : u_;
+                dest.emplace();
+                for (std::size_t t = 0; t < py::len(seq); ++t)
+                    dest->push_back(require_ndarray(seq[py::int_(t)], name(field, t), why));
+            }
+        }
+        validate();
+        if (dtype_ == DType::float32)
+            views_ = make_views<float>();
+        else
+            views_ = make_views<double>();
+    }
+
+    DType dtype() const { return dtype_; }
+    const std::vector<std::size_t>& widths() const { return widths_; }
+    std::optional<std::size_t> batch() const { return batch_; }
+    bool has_intermediates() const { return z_.has_value(); }
+
+    template <class T>
+    const TypedViews<T>& views() const {
+        return std::get<TypedViews<T>>(views_);
+    }
+
+    py::list weights() const { return as_list(weights_); }
+    py::array alpha() const { return alpha_; }
+    py::array x() const { return x_; }
+    py::object z() const { return z_ ? py::object(as_list(*z_)) : py::object(py::none()); }
+    py::object u() const { return u_ ? py::object(as_list(*u_)) : py::object(py::none()); }
+
+    std::vector<NamedArray> named_arrays() const {
+        std::vector<NamedArray> out;
+        for (std::size_t t = 0; t < weights_.size(); ++t) out.push_back({name("weights", t), weights_[t]});
+        out.push_back({"out.alpha", alpha_});
+        out.push_back({"out.x", x_});
+        if (z_)
+            for (std::size_t t = 0; t < z_->size(); ++t) out.push_back({name("z", t), (*z_)[t]});
+        if (u_)
+            for (std::size_t t = 0; t < u_->size(); ++t) out.push_back({name("u", t), (*u_)[t]});
+        return out;
+    }
+
+    // Per call: the flag a caller may have flipped since construction. Cheap (no allocation).
+    void require_still_writeable() const {
+        auto check = [](const py::array& a, const char* field, std::size_t t, bool indexed) {
+            if (!a.writeable()) require_writeable(a, indexed ? name(field, t) : std::string("out.") + field);
+        };
+        for (std::size_t t = 0; t < weights_.size(); ++t) check(weights_[t], "weights", t, true);
+        check(alpha_, "alpha", 0, false);
+        check(x_, "x", 0, false);
+        if (z_)
+            for (std::size_t t = 0; t < z_->size(); ++t) check((*z_)[t], "z", t, true);
+        if (u_)
+            for (std::size_t t = 0; t < u_->size(); ++t) check((*u_)[t], "u", t, true);
+    }
+
+    // The id of the last network whose weights were checked not to overlap these arrays.
+    std::uint64_t checked_against = 0;
+
+  private:
+    static std::string name(const char* field, std::size_t t) {
+        return std::string("out.") + field + "[" + std::to_string(t) + "]";
+    }
+    static py::list as_list(const std::vector<py::array>& arrays) {
+        py::list l;
+        for (const auto& a : arrays) l.append(a);
+        return l;
+    }
+
+    void validate() {
+        // dtype: of the first weight, or of alpha for depth 0.
+        const bool has_weights = !weights_.empty();
+        dtype_ = float_dtype(has_weights ? weights_[0] : alpha_, has_weights ? "out.weights[0]" : "out.alpha");
+        const std::string whose = has_weights ? "out.weights[0] has" : "out.alpha has";
+        for (const auto& na : named_arrays()) {
+            require_dtype(na.array, dtype_, na.name, whose);
+            require_layout(na.array, na.name);
+            require_writeable(na.array, na.name);
+        }
+        // Shapes: x gives K_0 (and B for a batch), each weight chains, alpha is K_T.
+        if (x_.ndim() != 1 && x_.ndim() != 2)
+            throw py::value_error("out.x must be 1-D (K_0,) or 2-D (B, K_0) for a batch, got shape " + shape_string(x_));
+        if (x_.ndim() == 2) {
+            if (z_) throw py::value_error("Gradients: batch gradients (2-D out.x) keep no z and u; pass z=None, u=None");
+            batch_ = static_cast<std::size_t>(x_.shape(0));
+        }
+        widths_ = {static_cast<std::size_t>(x_.shape(x_.ndim() - 1))};
+        for (std::size_t t = 0; t < weights_.size(); ++t) {
+            const auto& w = weights_[t];
+            require_ndim(w, 2, name("weights", t), "(K_{t+1}, K_t)");
+            if (static_cast<std::size_t>(w.shape(1)) != widths_.back())
+                throw py::value_error(name("weights", t) + " has shape " + shape_string(w) + " but expected " +
+                                      std::to_string(widths_.back()) + " columns to chain with " +
+                                      (t == 0 ? std::string("out.x") : name("weights", t - 1)));
+            widths_.push_back(static_cast<std::size_t>(w.shape(0)));
+        }
+        for (std::size_t t = 0; t < widths_.size(); ++t)
+            if (widths_[t] == 0)
+                throw py::value_error("Gradients: width K_" + std::to_string(t) + " is 0; every width must be at least 1");
+        require_vector(alpha_, widths_.back(), "out.alpha");
+        if (z_) {
+            const std::size_t T_ = weights_.size();
+            if (z_->size() != T_ + 1 || u_->size() != T_)
+                throw py::value_error("Gradients: z must hold " + std::to_string(T_ + 1) + " and u " + std::to_string(T_) +
+                                      " arrays for " + std::to_string(T_) + " layers; got " + std::to_string(z_->size()) +
+                                      " and " + std::to_string(u_->size()));
+            for (std::size_t t = 0; t <= T_; ++t) require_vector((*z_)[t], widths_[t], name("z", t));
+            for (std::size_t t = 0; t < T_; ++t) require_vector((*u_)[t], widths_[t + 1], name("u", t));
+        }
+        require_disjoint(named_arrays(), {});
+    }
+
+    static void require_vector(const py::array& a, std::size_t n, const std::string& what) {
+        if (a.ndim() != 1 || static_cast<std::size_t>(a.shape(0)) != n)
+            throw py::value_error(what + " has shape " + shape_string(a) + " but expected " + shape_string({n}));
+    }
+
+    template <class T>
+    TypedViews<T> make_views() const {
+        auto vec = [](const py::array& a) {
+            return mlpgrad::VectorView<T>{static_cast<T*>(const_cast<void*>(a.data())), static_cast<std::size_t>(a.size())};
+        };
+        TypedViews<T> v;
+        std::vector<mlpgrad::MatrixView<T>> weights;
+        for (const auto& w : weights_)
+            weights.push_back({static_cast<T*>(const_cast<void*>(w.data())), static_cast<std::size_t>(w.shape(0)),
+                               static_cast<std::size_t>(w.shape(1))});
+        if (batch_) {
+            v.batch.weights = std::move(weights);
+            v.batch.alpha = vec(alpha_);
+            v.batch.x = {static_cast<T*>(const_cast<void*>(x_.data())), *batch_, widths_[0]};
+            return v;
+        }
+        v.single.weights = std::move(weights);
+        v.single.alpha = vec(alpha_);
+        v.single.x = vec(x_);
+        if (z_) {
+            for (const auto& a : *z_) v.single.z.push_back(vec(a));
+            for (const auto& a : *u_) v.single.u.push_back(vec(a));
+        }
+        return v;
+    }
+
+    std::vector<py::array> weights_;
+    py::array alpha_, x_;
+    std::optional<std::vector<py::array>> z_, u_;
+    DType dtype_ = DType::float64;
+    std::vector<std::size_t> widths_;
+    std::optional<std::size_t> batch_;
+    std::variant<TypedViews<float>, TypedViews<double>> views_;
+};
+
+}  // namespace mlpgrad_python

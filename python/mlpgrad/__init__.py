@@ -1,0 +1,10 @@
+"""mlpgrad: backpropagation for dense neural networks.
+
+A header-only C++ core (``cpp/include/mlpgrad``) bound to NumPy without copies: ``MLP`` views the caller's
+weight arrays, writes gradients into caller arrays (``Gradients``) and releases the GIL while it computes.
+``mlpgrad.reference`` is the pure-Python oracle the core is tested against.
+"""
+
+from ._core import ACTIVATIONS, MLP, Gradients, __version__
+
+__all__ = ["ACTIVATIONS", "MLP", "Gradients", "__version__"]
