@@ -1,0 +1,96 @@
+"""Type stubs for mlpgrad's compiled core (mlpgrad._core)."""
+
+from collections.abc import Sequence
+from typing import Any, Optional, Union
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+ACTIVATIONS: tuple[str, ...]
+
+_FloatArray = npt.NDArray[Union[np.float32, np.float64]]
+_ArrayLike = npt.ArrayLike
+
+class Gradients:
+    """Gradient buffers that the backward pass writes into (see ``MLP.new_gradients``)."""
+
+    def __init__(
+        self,
+        weights: Sequence[_FloatArray],
+        alpha: _FloatArray,
+        x: _FloatArray,
+        z: Optional[Sequence[_FloatArray]] = None,
+        u: Optional[Sequence[_FloatArray]] = None,
+    ) -> None: ...
+    @property
+    def weights(self) -> list[_FloatArray]:
+        """d/dW[t] for each layer, shaped like the weights."""
+    @property
+    def alpha(self) -> _FloatArray:
+        """d/d alpha, shape (K_T,)."""
+    @property
+    def x(self) -> _FloatArray:
+        """d/dx, shape (K_0,); for a batch (B, K_0), row b is dy_b * dŷ_b/dx_b."""
+    @property
+    def z(self) -> Optional[list[_FloatArray]]:
+        """d/dz^t for t = 0..T, or None for a batch."""
+    @property
+    def u(self) -> Optional[list[_FloatArray]]:
+        """d/du^t for t = 1..T (at index t-1), or None for a batch."""
+    @property
+    def batch(self) -> Optional[int]:
+        """B for batch gradients, None for single-example gradients."""
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """The arrays' dtype."""
+
+class MLP:
+    """A dense network over the caller's NumPy arrays (viewed, never copied)."""
+
+    def __init__(
+        self,
+        weights: Sequence[_FloatArray],
+        alpha: _FloatArray,
+        activation: Union[str, Sequence[str]] = "relu",
+    ) -> None: ...
+    @property
+    def widths(self) -> tuple[int, ...]:
+        """(K_0, ..., K_T)."""
+    @property
+    def depth(self) -> int:
+        """T, the number of weight matrices."""
+    @property
+    def dtype(self) -> np.dtype[Any]:
+        """float32 or float64: the weights' dtype."""
+    @property
+    def activations(self) -> tuple[str, ...]:
+        """One activation name per layer."""
+    @property
+    def weights(self) -> list[_FloatArray]:
+        """The very weight arrays passed in."""
+    @property
+    def alpha(self) -> _FloatArray:
+        """The very alpha array passed in."""
+    @property
+    def z(self) -> list[_FloatArray]:
+        """z^0..z^T of this thread's last forward pass (read-only snapshots)."""
+    @property
+    def u(self) -> list[_FloatArray]:
+        """u^1..u^T of this thread's last forward pass (read-only snapshots)."""
+    def forward(self, x: _ArrayLike) -> float:
+        """ŷ for one example; records u^t and z^t (per thread) for backward()."""
+    def backward(self, dy: float = 1.0, *, out: Optional[Gradients] = None) -> Gradients:
+        """Gradients of dy·ŷ at this thread's last forward()."""
+    def value_and_grad(
+        self, x: _ArrayLike, dy: float = 1.0, *, out: Optional[Gradients] = None
+    ) -> tuple[float, Gradients]:
+        """(ŷ, gradients of dy·ŷ) for one example."""
+    def new_gradients(self, batch: Optional[int] = None) -> Gradients:
+        """Zeroed Gradients for this network (batch=B for value_and_grad_batch)."""
+    def forward_batch(self, X: _ArrayLike) -> _FloatArray:
+        """ŷ for each row of X (B, K_0)."""
+    def value_and_grad_batch(
+        self, X: _ArrayLike, dy: Optional[_ArrayLike] = None, *, out: Optional[Gradients] = None
+    ) -> tuple[_FloatArray, Gradients]:
+        """(ŷ of shape (B,), gradients of Σ_b dy_b·ŷ_b); dy defaults to ones."""
