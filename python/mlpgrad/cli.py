@@ -1,0 +1,289 @@
+"""Command line interface: ``python -m mlpgrad <command>``.
+
+Commands are argparse subcommands. To add one (e.g. ``bench``), write a function
+``_add_<name>(subparsers)`` that creates its parser and sets ``func=<handler>`` with
+``handler(args, console) -> int`` (``console`` is a ``rich.console.Console``), optionally
+``check=<validator>`` with ``validator(args, subparser)`` calling ``subparser.error(...)``
+for invalid option combinations, and append it to ``_SUBCOMMANDS``.
+
+``demo`` builds the network of the backprop notes (T square K x K layers), computes
+ŷ and all gradients with the C++ core, checks them against the pure-Python oracle and
+against central finite differences, and times the core against the NumPy peer
+(:mod:`mlpgrad.numpy_backprop`) and the oracle.
+"""
+from __future__ import annotations
+
+import argparse
+import itertools
+import statistics
+import time
+
+import numpy as np
+
+from .numpy_backprop import ACTIVATIONS
+
+__all__ = ["main", "build_parser"]
+
+#: Relative tolerances (max |Δ| / max |g| per gradient group) by dtype.
+TOLERANCES = {
+    "float64": {"oracle": 1e-10, "fd": 1e-6},
+    "float32": {"oracle": 1e-4, "fd": 1e-3},
+}
+FD_STEP = 1e-6
+FD_SAMPLE = {"weights": 136, "alpha": 32, "x": 32}  # at most 200 finite-difference entries
+MAX_PARAMS = 1 << 22  # T K^2 limit: the pure-Python oracle is O(T K^2) per call
+REPEAT_NS = 10_000_000  # each timing repeat lasts about 10 ms
+REPEATS, ORACLE_REPEATS = 7, 3
+
+
+# ----------------------------------------------------------------------------- options
+def _int_at_least(lo, what):
+    def parse(text):
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if value < lo:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+
+    parse.__name__ = what  # argparse names the type in some messages
+    return parse
+
+
+_positive_int = _int_at_least(1, "a positive integer")
+_nonnegative_int = _int_at_least(0, "a non-negative integer")
+
+
+def _add_demo(subparsers):
+    p = subparsers.add_parser(
+        "demo",
+        help="check the core's gradients and time it on the notes' network",
+        description="Build T square K x K layers (W ~ N(0, 1/K), alpha, x ~ N(0, 1)), compute ŷ and "
+        "its gradients with mlpgrad, compare them with the pure-Python oracle and with central finite "
+        "differences, and time mlpgrad, NumPy and the oracle. Exit code 1 if a check fails.",
+    )
+    p.add_argument("-K", "--width", type=_positive_int, default=64, help="layer width K (default: 64)")
+    p.add_argument("-T", "--depth", type=_positive_int, default=4, help="number of layers T (default: 4)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="default: float64")
+    p.add_argument("--activation", choices=ACTIVATIONS, default="relu", help="default: relu")
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default: 0)")
+    p.set_defaults(func=_demo, check=_check_demo)
+
+
+def _check_demo(args, parser):
+    if args.depth * args.width**2 > MAX_PARAMS:
+        parser.error(f"T·K² = {args.depth * args.width**2:,} weights is too large for the demo (limit "
+                     f"{MAX_PARAMS:,}: the pure-Python oracle needs O(T·K²) per call)")
+
+
+_SUBCOMMANDS = [_add_demo]
+
+
+def build_parser():
+    """Return ``(parser, subparsers)`` for ``python -m mlpgrad`` (one subparser per command)."""
+    parser = argparse.ArgumentParser(prog="python -m mlpgrad",
+                                     description="mlpgrad: backpropagation for dense networks")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for add in _SUBCOMMANDS:
+        add(sub)
+    return parser, sub
+
+
+def main(argv=None) -> int:
+    """Run the command line ``argv`` (default ``sys.argv[1:]``) and return the exit code.
+
+    Usage errors print argparse's message to stderr and return 2 (``--help`` returns 0).
+    """
+    from rich.console import Console
+
+    parser, sub = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "check", None) is not None:  # validation of combined options
+            args.check(args, sub.choices[args.command])
+    except SystemExit as exc:  # argparse exits on errors and --help; return its code instead
+        return exc.code if isinstance(exc.code, int) else 2
+    return args.func(args, Console(highlight=False))
+
+
+# ----------------------------------------------------------------------------- helpers
+def _fmt_time(ns: float) -> str:
+    for unit, scale in (("s", 1e9), ("ms", 1e6), ("µs", 1e3)):
+        if ns >= scale:
+            return f"{ns / scale:.3g} {unit}"
+    return f"{ns:.3g} ns"
+
+
+def _time_per_call(f, *args, repeats=REPEATS, **kwargs):
+    """Median ns per call of ``f(*args, **kwargs)`` over ``repeats`` runs of ``n`` calls each,
+    ``n`` chosen so that one run lasts about ``REPEAT_NS``. Returns ``(ns_per_call, n)``."""
+    clock = time.perf_counter_ns
+
+    def run(n):
+        t0 = clock()
+        for _ in itertools.repeat(None, n):
+            f(*args, **kwargs)
+        return clock() - t0
+
+    run(1)  # warm up
+    n, elapsed = 1, run(1)
+    while elapsed < REPEAT_NS:
+        n = min(100 * n, max(2 * n, int(1.2 * n * REPEAT_NS / max(elapsed, 1))))
+        elapsed = run(n)
+    samples = [elapsed] + [run(n) for _ in range(repeats - 1)]
+    return statistics.median(samples) / n, n
+
+
+def _rel(got, ref) -> float:
+    """max |got - ref| / max(|ref|, |got|) over a group of entries."""
+    got, ref = np.asarray(got, np.float64).ravel(), np.asarray(ref, np.float64).ravel()
+    if got.size == 0:
+        return 0.0
+    scale = max(float(np.max(np.abs(ref))), float(np.max(np.abs(got))), np.finfo(np.float64).tiny)
+    return float(np.max(np.abs(got - ref))) / scale
+
+
+def _network(K, T, dtype, seed):
+    """The notes' network: T K x K layers W ~ N(0, 1/K) (activations stay O(1)); alpha, x ~ N(0, 1)."""
+    rng = np.random.default_rng(seed)
+    weights = [(rng.standard_normal((K, K)) / np.sqrt(K)).astype(dtype) for _ in range(T)]
+    return weights, rng.standard_normal(K).astype(dtype), rng.standard_normal(K).astype(dtype)
+
+
+def _finite_differences(forward, weights, alpha, x, grads, seed):
+    """Central differences of ``forward()`` (which must read the float64 arrays ``weights``,
+    ``alpha`` and ``x``, perturbed here in place) on a random sample of entries of each group.
+    Returns ``{group: (max |Δ| / max |g|, entries checked, total entries)}`` where max |g| is
+    taken over the whole gradient: the rounding noise of finite differences is absolute
+    (about eps |ŷ| / h), so a group of tiny gradients (e.g. d/dx through many sigmoid
+    layers) cannot be checked to a relative accuracy of its own."""
+    rng = np.random.default_rng(seed)
+    groups = {
+        "weights": ([w.reshape(-1) for w in weights], [np.ravel(g) for g in grads.weights]),
+        "alpha": ([alpha], [np.ravel(grads.alpha)]),
+        "x": ([x], [np.ravel(grads.x)]),
+    }
+    scale = max(max(float(np.max(np.abs(g), initial=0.0)) for _, gs in groups.values() for g in gs),
+                np.finfo(np.float64).tiny)
+    result = {}
+    for name, (params, gs) in groups.items():
+        sizes = [p.size for p in params]
+        total = sum(sizes)
+        flat = rng.choice(total, size=min(total, FD_SAMPLE[name]), replace=False)
+        layer = np.searchsorted(np.cumsum(sizes), flat, side="right")
+        offsets = np.concatenate([[0], np.cumsum(sizes)])
+        fd, core = [], []
+        for k, i in zip(layer, flat - offsets[layer]):
+            p, orig = params[k], params[k][i]
+            p[i] = orig + FD_STEP
+            fp = forward()
+            p[i] = orig - FD_STEP
+            fm = forward()
+            p[i] = orig
+            fd.append((fp - fm) / (2 * FD_STEP))
+            core.append(gs[k][i])
+        result[name] = (float(np.max(np.abs(np.subtract(core, fd)))) / scale, len(flat), total)
+    return result
+
+
+def _blas_note():
+    """(note, context manager factory) for timing NumPy: 1 BLAS thread via threadpoolctl if
+    installed, otherwise nothing is set (BLAS uses its default number of threads)."""
+    import contextlib
+
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        try:
+            name = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
+        except Exception:  # noqa: BLE001 - purely informative
+            name = "BLAS"
+        return f"{name} with its default threads (threadpoolctl not installed)", contextlib.nullcontext
+    # threadpool_limits applies the limit when constructed, so construct it only around NumPy
+    return "BLAS limited to 1 thread by threadpoolctl", lambda: threadpool_limits(limits=1, user_api="blas")
+
+
+# ----------------------------------------------------------------------------- demo
+def _demo(args, console) -> int:
+    import mlpgrad
+    from rich.table import Table
+
+    from . import reference
+    from .numpy_backprop import NumpyMLP
+
+    K, T, act = args.width, args.depth, args.activation
+    dtype = np.dtype(args.dtype)
+    tol = TOLERANCES[dtype.name]
+    weights, alpha, x = _network(K, T, dtype, args.seed)
+    net = mlpgrad.MLP(weights, alpha, activation=act)
+    yhat, grads = net.value_and_grad(x)
+
+    # the pure-Python oracle, on the very same (dtype-rounded) numbers, computed in float64
+    w_lists, a_list, x_list = [w.tolist() for w in weights], alpha.tolist(), x.tolist()
+    ryhat, ref = reference.value_and_grad(w_lists, a_list, x_list, activation=act)
+    y_scale = float(np.abs(alpha.astype(np.float64)) @ np.abs(np.asarray(ref.alpha)))  # sum |alpha_i z_i^T|
+    oracle = {
+        "ŷ": abs(yhat - ryhat) / max(y_scale, np.finfo(np.float64).tiny),
+        "∂ŷ/∂weights": _rel(np.concatenate([np.ravel(g) for g in grads.weights]),
+                            np.concatenate([np.ravel(g) for g in ref.weights])),
+        "∂ŷ/∂alpha": _rel(grads.alpha, ref.alpha),
+        "∂ŷ/∂x": _rel(grads.x, ref.x),
+    }
+    w64, a64, x64 = [w.astype(np.float64) for w in weights], alpha.astype(np.float64), x.astype(np.float64)
+    net64 = mlpgrad.MLP(w64, a64, activation=act)  # uses w64 and a64 themselves (zero copy)
+    fd = _finite_differences(lambda: net64.forward(x64), w64, a64, x64, grads, args.seed + 1)
+    fd = {f"∂ŷ/∂{name}": v for name, v in fd.items()}
+
+    info = Table.grid(padding=(0, 2))
+    info.add_row("[bold]mlpgrad demo[/bold]", "backpropagation through the notes' network")
+    info.add_row("network", f"K = {K}, T = {T}, {act}, {dtype.name}, {T * K * K + K:,} parameters (T·K² + K)")
+    info.add_row("data", f"W ~ N(0, 1/K), α ~ N(0, 1), x ~ N(0, 1), seed {args.seed}")
+    info.add_row("ŷ", f"{yhat:.17g}  (oracle: {ryhat:.17g})")
+    console.print(info)
+
+    check = Table(title="gradient check: max |Δ| / max |g|")
+    check.add_column("")
+    check.add_column("vs oracle", justify="right")
+    check.add_column("vs finite differences", justify="right")
+    for name, err in oracle.items():
+        f = "" if name not in fd else f"{fd[name][0]:.1e}  ({fd[name][1]:,} of {fd[name][2]:,})"
+        check.add_row(name, f"{err:.1e}", f)
+    console.print(check)
+    console.print(f"Finite differences: central, h = {FD_STEP:g}, on the core's float64 forward, on a random "
+                  f"sample of at most {sum(FD_SAMPLE.values())} entries only (to stay fast); their max |g| is "
+                  "over the whole gradient (finite-difference noise is absolute).\n")
+
+    # timing: median per value_and_grad call, outputs preallocated
+    out = net.new_gradients()
+    peer = NumpyMLP(weights, alpha, act)
+    peer_out = peer.new_gradients()
+    note, limit = _blas_note()
+    rows = [("mlpgrad (C++ core)", _time_per_call(net.value_and_grad, x, out=out))]
+    with limit():
+        rows.append(("NumPy (numpy_backprop)", _time_per_call(peer.value_and_grad, x, out=peer_out)))
+    rows.append(("pure Python (oracle)", _time_per_call(reference.value_and_grad, w_lists, a_list, x_list,
+                                                        activation=act, repeats=ORACLE_REPEATS)))
+    timing = Table(title="time per value_and_grad call (out= preallocated)")
+    for col in ("implementation", "time/call", "calls/repeat", "time ÷ mlpgrad"):
+        timing.add_column(col, justify="left" if col == "implementation" else "right")
+    base = rows[0][1][0]
+    for label, (ns, n) in rows:
+        ratio = ns / base
+        timing.add_row(label, _fmt_time(ns), f"{n:,}", f"{ratio:.2f}×" if ratio < 10 else f"{ratio:,.0f}×")
+    console.print(timing)
+    console.print(f"Median of {REPEATS} repeats (oracle: {ORACLE_REPEATS}) of ~{_fmt_time(REPEAT_NS)} each. "
+                  f"NumPy: {note}.\n")
+
+    failures = [f"{name} vs oracle: {err:.2e} > {tol['oracle']:.0e}"
+                for name, err in oracle.items() if not err <= tol["oracle"]]
+    failures += [f"{name} vs finite differences: {err:.2e} > {tol['fd']:.0e}"
+                 for name, (err, _, _) in fd.items() if not err <= tol["fd"]]
+    if failures:
+        console.print(f"[bold red]FAILED[/bold red]: the core's results exceed the {dtype.name} tolerances:")
+        for line in failures:
+            console.print(f"  {line}")
+        return 1
+    console.print(f"[bold green]OK[/bold green]: the core agrees with the oracle (tolerance {tol['oracle']:.0e}) "
+                  f"and with finite differences ({tol['fd']:.0e})")
+    return 0
