@@ -12,15 +12,18 @@
 
 namespace mlpgrad {
 
-// Writes the gradients of dy·ŷ at the forward pass recorded on `tape` into `out` (overwriting it).
-// Throws std::invalid_argument (before writing anything) if `out` does not fit `net`, and
-// std::logic_error if `tape` holds no forward pass of `net`. Cost: one pass over each weight and each
-// weight gradient, linear in the number of edges.
+// Throws std::logic_error unless `tape` holds a forward pass of `net`.
 template <class T>
-void backward(const Network<T>& net, Tape<T>& tape, T dy, const GradientsView<T>& out) {
-    require_fits(net, out);
+void require_recorded(const Network<T>& net, const Tape<T>& tape) {
     if (!tape.recorded() || tape.widths() != net.widths())
         throw std::logic_error("backward() needs a forward() of this network on the same tape first");
+}
+
+namespace unchecked {
+
+// backward() without its shape checks, for callers that checked `out` with require_fits() once and reuse it.
+template <class T>
+void backward(const Network<T>& net, Tape<T>& tape, T dy, const GradientsView<T>& out) {
     const std::size_t T_ = net.depth();
     const bool keep = !out.z.empty();
     T* const dz_scratch = tape.scratch(0);
@@ -50,12 +53,25 @@ void backward(const Network<T>& net, Tape<T>& tape, T dy, const GradientsView<T>
     if (keep) std::copy(out.z[0].begin(), out.z[0].end(), out.x.data);  // ∂/∂x = ∂/∂z^0
 }
 
+}  // namespace unchecked
+
+// Writes the gradients of dy·ŷ at the forward pass recorded on `tape` into `out` (overwriting it).
+// Throws std::invalid_argument (before writing anything) if `out` does not fit `net`, and
+// std::logic_error if `tape` holds no forward pass of `net`. Cost: one pass over each weight and each
+// weight gradient, linear in the number of edges.
+template <class T>
+void backward(const Network<T>& net, Tape<T>& tape, T dy, const GradientsView<T>& out) {
+    require_fits(net, out);
+    require_recorded(net, tape);
+    unchecked::backward(net, tape, dy, out);
+}
+
 // ŷ and the gradients of dy·ŷ in one call; the tape keeps the forward pass.
 template <class T>
 T value_and_grad(const Network<T>& net, VectorView<const T> x, Tape<T>& tape, T dy, const GradientsView<T>& out) {
     require_fits(net, out);  // fail before the tape changes
     const T yhat = forward(net, x, tape);
-    backward(net, tape, dy, out);
+    unchecked::backward(net, tape, dy, out);
     return yhat;
 }
 

@@ -78,17 +78,13 @@ void forward_batch(const Network<T>& net, MatrixView<const T> X, BatchTape<T>& t
     tape.mark_recorded();
 }
 
-// Gradients of Σ_b dy_b ŷ_b at the batch recorded on `tape`: parameter gradients summed over the batch,
-// out.x row b = dy_b ∂ŷ_b/∂x_b. Checks every shape before writing anything.
+namespace unchecked {
+
+// backward_batch() without its shape checks, for callers that validated `out` and `dy` themselves.
 template <class T>
 void backward_batch(const Network<T>& net, BatchTape<T>& tape, VectorView<const T> dy,
                     const BatchGradientsView<T>& out) {
-    if (!tape.recorded() || tape.widths() != net.widths())
-        throw std::logic_error("backward_batch() needs a forward_batch() of this network on the same tape first");
     const std::size_t B = tape.batch(), T_ = net.depth();
-    require_fits(net, out, B);
-    detail::require_size(dy, B, "dy");
-
     // ∂/∂α_k = Σ_b dy_b Z^T[k, b]; base case ∂/∂Z^T[k, b] = α_k dy_b.
     const auto ZT = tape.Z(T_);
     MatrixView<T> dZ = tape.scratch(0, T_);
@@ -111,6 +107,20 @@ void backward_batch(const Network<T>& net, BatchTape<T>& tape, VectorView<const 
                                                                      out.weights[t - 1], dZ);
     }
     kernels::transpose(dZ, out.x);
+}
+
+}  // namespace unchecked
+
+// Gradients of Σ_b dy_b ŷ_b at the batch recorded on `tape`: parameter gradients summed over the batch,
+// out.x row b = dy_b ∂ŷ_b/∂x_b. Checks every shape before writing anything.
+template <class T>
+void backward_batch(const Network<T>& net, BatchTape<T>& tape, VectorView<const T> dy,
+                    const BatchGradientsView<T>& out) {
+    if (!tape.recorded() || tape.widths() != net.widths())
+        throw std::logic_error("backward_batch() needs a forward_batch() of this network on the same tape first");
+    require_fits(net, out, tape.batch());
+    detail::require_size(dy, tape.batch(), "dy");
+    unchecked::backward_batch(net, tape, dy, out);
 }
 
 }  // namespace mlpgrad

@@ -36,7 +36,7 @@ void require_parameter_gradients(const Network<T>& net, const View& out) {
         throw std::invalid_argument("out.weights has " + std::to_string(out.weights.size()) +
                                     " arrays but the network has " + std::to_string(net.depth()) + " layers");
     for (std::size_t t = 0; t < net.depth(); ++t)
-        require_shape(out.weights[t], net.width(t + 1), net.width(t), "out.weights[" + std::to_string(t) + "]");
+        require_shape(out.weights[t], net.width(t + 1), net.width(t), "out.weights", t);
     require_size(out.alpha, net.width(net.depth()), "out.alpha");
 }
 
@@ -55,9 +55,9 @@ void require_fits(const Network<T>& net, const GradientsView<T>& out) {
         throw std::invalid_argument("out.z must hold T+1 and out.u T vectors for a network of depth T = " +
                                     std::to_string(net.depth()));
     for (std::size_t t = 0; t <= net.depth(); ++t)
-        detail::require_size(out.z[t], net.width(t), "out.z[" + std::to_string(t) + "]");
+        detail::require_size(out.z[t], net.width(t), "out.z", t);
     for (std::size_t t = 0; t < net.depth(); ++t)
-        detail::require_size(out.u[t], net.width(t + 1), "out.u[" + std::to_string(t) + "]");
+        detail::require_size(out.u[t], net.width(t + 1), "out.u", t);
 }
 
 template <class T>

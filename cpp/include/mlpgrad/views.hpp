@@ -56,21 +56,30 @@ inline std::string shape_string(std::size_t r, std::size_t c) {
     return "(" + std::to_string(r) + ", " + std::to_string(c) + ")";
 }
 
-// Throws std::invalid_argument naming `what` unless the view has `expected` elements.
+inline constexpr std::size_t no_index = static_cast<std::size_t>(-1);
+
+// "what" or "what[index]"; built only when an error is reported, so checks cost no allocation.
+inline std::string argument_name(const char* what, std::size_t index) {
+    return index == no_index ? std::string(what) : std::string(what) + "[" + std::to_string(index) + "]";
+}
+
+// Throws std::invalid_argument naming the argument unless the view has `expected` elements.
 template <class T>
-void require_size(const VectorView<T>& v, std::size_t expected, const std::string& what) {
+void require_size(const VectorView<T>& v, std::size_t expected, const char* what, std::size_t index = no_index) {
     if (v.size != expected)
-        throw std::invalid_argument(what + " has shape " + shape_string(v.size) + " but expected " +
-                                    shape_string(expected));
-    if (v.data == nullptr && expected != 0) throw std::invalid_argument(what + " is a null view");
+        throw std::invalid_argument(argument_name(what, index) + " has shape " + shape_string(v.size) +
+                                    " but expected " + shape_string(expected));
+    if (v.data == nullptr && expected != 0) throw std::invalid_argument(argument_name(what, index) + " is a null view");
 }
 
 template <class T>
-void require_shape(const MatrixView<T>& m, std::size_t rows, std::size_t cols, const std::string& what) {
+void require_shape(const MatrixView<T>& m, std::size_t rows, std::size_t cols, const char* what,
+                   std::size_t index = no_index) {
     if (m.rows != rows || m.cols != cols)
-        throw std::invalid_argument(what + " has shape " + shape_string(m.rows, m.cols) + " but expected " +
-                                    shape_string(rows, cols));
-    if (m.data == nullptr && rows * cols != 0) throw std::invalid_argument(what + " is a null view");
+        throw std::invalid_argument(argument_name(what, index) + " has shape " + shape_string(m.rows, m.cols) +
+                                    " but expected " + shape_string(rows, cols));
+    if (m.data == nullptr && rows * cols != 0)
+        throw std::invalid_argument(argument_name(what, index) + " is a null view");
 }
 
 }  // namespace detail
