@@ -43,10 +43,18 @@ class GradientsObject {
             }
         }
         validate();
-        if (dtype_ == DType::float32)
-            views_ = make_views<float>();
-        else
-            views_ = make_views<double>();
+        build_views();
+    }
+
+    // Arrays the binding has just allocated to fit a network: nothing to check.
+    struct Fresh {};
+    static constexpr Fresh fresh{};
+    GradientsObject(Fresh, std::vector<py::array> weights, py::array alpha, py::array x,
+                    std::optional<std::vector<py::array>> z, std::optional<std::vector<py::array>> u, DType dtype,
+                    std::vector<std::size_t> widths, std::optional<std::size_t> batch)
+        : weights_(std::move(weights)), alpha_(std::move(alpha)), x_(std::move(x)), z_(std::move(z)), u_(std::move(u)),
+          dtype_(dtype), widths_(std::move(widths)), batch_(batch) {
+        build_views();
     }
 
     DType dtype() const { return dtype_; }
@@ -150,6 +158,13 @@ class GradientsObject {
     static void require_vector(const py::array& a, std::size_t n, const std::string& what) {
         if (a.ndim() != 1 || static_cast<std::size_t>(a.shape(0)) != n)
             throw py::value_error(what + " has shape " + shape_string(a) + " but expected " + shape_string({n}));
+    }
+
+    void build_views() {
+        if (dtype_ == DType::float32)
+            views_ = make_views<float>();
+        else
+            views_ = make_views<double>();
     }
 
     template <class T>

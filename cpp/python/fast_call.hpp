@@ -1,0 +1,90 @@
+// Methods called in a training loop bypass pybind11's dispatcher: it re-interns every keyword name on each
+// call (about 2,000 instructions, more than a whole K = 16 network costs). These take CPython's
+// METH_FASTCALL | METH_KEYWORDS convention directly, with names interned once.
+#pragma once
+
+#include <pybind11/pybind11.h>
+
+#include <array>
+#include <cstddef>
+#include <string>
+
+namespace mlpgrad_python {
+
+namespace py = pybind11;
+
+// A signature like f(a, b=..., *, c=...): `names` in order, the first `positional` of which may be passed
+// by position, the first `required` of which must be passed. Names are interned at module import.
+template <std::size_t N>
+struct FastSignature {
+    const char* function;
+    std::array<const char*, N> names;
+    std::size_t positional;
+    std::size_t required;
+    std::array<PyObject*, N> interned{};
+
+    void intern() {
+        for (std::size_t i = 0; i < N; ++i) interned[i] = PyUnicode_InternFromString(names[i]);  // kept for good
+    }
+
+    // Fills slots[i] (borrowed; nullptr when not given) or raises TypeError the way Python would.
+    void parse(PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames, std::array<PyObject*, N>& slots) const {
+        slots.fill(nullptr);
+        const auto n_pos = static_cast<std::size_t>(PyVectorcall_NARGS(nargs));
+        if (n_pos > positional)
+            throw py::type_error(std::string(function) + "() takes at most " + std::to_string(positional) +
+                                 " positional arguments (" + std::to_string(n_pos) + " given)");
+        for (std::size_t i = 0; i < n_pos; ++i) slots[i] = args[i];
+        const Py_ssize_t n_kw = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+        for (Py_ssize_t k = 0; k < n_kw; ++k) {
+            PyObject* key = PyTuple_GET_ITEM(kwnames, k);
+            std::size_t i = index_of(key);
+            if (i == N)
+                throw py::type_error(std::string(function) + "() got an unexpected keyword argument '" +
+                                     py::str(key).cast<std::string>() + "'");
+            if (slots[i])
+                throw py::type_error(std::string(function) + "() got multiple values for argument '" + names[i] + "'");
+            slots[i] = args[n_pos + static_cast<std::size_t>(k)];
+        }
+        for (std::size_t i = 0; i < required; ++i)
+            if (!slots[i])
+                throw py::type_error(std::string(function) + "() missing required argument '" + names[i] + "'");
+    }
+
+  private:
+    std::size_t index_of(PyObject* key) const {
+        for (std::size_t i = 0; i < N; ++i)
+            if (key == interned[i]) return i;  // the usual case: both interned
+        for (std::size_t i = 0; i < N; ++i)
+            if (PyUnicode_Compare(key, interned[i]) == 0) return i;
+        if (PyErr_Occurred()) PyErr_Clear();
+        return N;
+    }
+};
+
+// The C++ object behind `self`; the method descriptor has already checked self's type.
+template <class Class>
+Class& self_of(PyObject* self) {
+    auto* inst = reinterpret_cast<py::detail::instance*>(self);
+    return *static_cast<Class*>(inst->get_value_and_holder().value_ptr());
+}
+
+// Runs `body` and turns any C++ exception into the Python exception pybind11 would raise.
+template <class F>
+PyObject* fast_call(F&& body) noexcept {
+    try {
+        return body().release().ptr();
+    } catch (...) {
+        py::detail::try_translate_exceptions();
+        return nullptr;
+    }
+}
+
+// Adds a METH_FASTCALL | METH_KEYWORDS method to a pybind11 class. `def` must outlive the class.
+inline void add_fast_method(py::handle cls, PyMethodDef& def) {
+    auto descr = py::reinterpret_steal<py::object>(PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), &def));
+    if (!descr) throw py::error_already_set();
+    py::setattr(cls, def.ml_name, descr);
+}
+
+}  // namespace mlpgrad_python

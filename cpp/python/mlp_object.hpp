@@ -1,0 +1,442 @@
+// mlpgrad.MLP: a Network over the caller's NumPy arrays, with one tape per Python thread.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <mlpgrad/mlpgrad.hpp>
+
+#include <atomic>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <stdexcept>
+#include <thread>
+#include <unordered_map>
+#include <utility>
+#include <variant>
+
+#include "checks.hpp"
+#include "gradients_object.hpp"
+
+namespace mlpgrad_python {
+
+using mlpgrad::Activation;
+
+// Below this many multiply-adds a call is cheaper than releasing and re-taking the GIL.
+constexpr std::size_t gil_release_threshold = 4096;
+
+// Per-thread scratch: each Python thread gets its own tapes, so one MLP serves many threads at once and
+// forward()/backward() pairs stay paired within a thread.
+template <class T>
+struct ThreadState {
+    mlpgrad::Tape<T> tape;
+    mlpgrad::BatchTape<T> batch_tape;
+};
+
+template <class T>
+class Model {
+  public:
+    explicit Model(mlpgrad::Network<T> net) : net(std::move(net)) {}
+
+    ThreadState<T>& state() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto& slot = states_[std::this_thread::get_id()];
+        if (!slot) slot = std::make_unique<ThreadState<T>>();
+        return *slot;
+    }
+    // nullptr when this thread has not computed with the model yet.
+    ThreadState<T>* find_state() {
+        std::lock_guard<std::mutex> lock(mutex_);
+        auto it = states_.find(std::this_thread::get_id());
+        return it == states_.end() ? nullptr : it->second.get();
+    }
+
+    const mlpgrad::Network<T> net;
+
+  private:
+    std::mutex mutex_;
+    std::unordered_map<std::thread::id, std::unique_ptr<ThreadState<T>>> states_;
+};
+
+// Releases the GIL for the lifetime of the object when the call is big enough to be worth it.
+class MaybeReleaseGil {
+  public:
+    explicit MaybeReleaseGil(std::size_t work) {
+        if (work >= gil_release_threshold) release_.emplace();
+    }
+
+  private:
+    std::optional<py::gil_scoped_release> release_;
+};
+
+py::handle numpy_asarray() {
+    static py::handle f = py::object(py::module_::import("numpy").attr("asarray")).release();  // leaked on purpose
+    return f;
+}
+
+// A read-only input (x, X, dy) as a C-contiguous array of T: used as is when it already is one,
+// otherwise converted once. Refuses what is not a real number.
+template <class T>
+py::array_t<T> as_input(py::handle obj, const char* what) {
+    // Fast path, no conversion machinery: already a C-contiguous, aligned array of T.
+    if (py::array_t<T, py::array::c_style>::check_(obj) &&
+        is_c_contiguous_and_aligned(py::reinterpret_borrow<py::array>(obj)))
+        return py::reinterpret_borrow<py::array_t<T>>(obj);
+    py::array a;
+    try {
+        a = numpy_asarray()(obj);
+    } catch (py::error_already_set& e) {
+        throw py::type_error(std::string(what) + " could not be read as an array of real numbers: " + e.what());
+    }
+    const char kind = a.dtype().kind();
+    if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
+        throw py::type_error(std::string(what) + " has dtype " + dtype_string(a) + "; expected real numbers");
+    return py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);
+}
+
+// A scalar seed such as dy: a Python or NumPy real number, or a 0-d array of one; `fallback` when absent.
+double as_real(py::handle obj, const char* what, double fallback) {
+    if (!obj) return fallback;
+    if (PyFloat_CheckExact(obj.ptr())) return PyFloat_AS_DOUBLE(obj.ptr());
+    if (py::isinstance<py::array>(obj) || py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj)) {
+        auto a = as_input<double>(obj, what);
+        if (a.ndim() != 0)
+            throw py::value_error(std::string(what) + " must be a scalar, got an array of shape " + shape_string(a));
+        return *a.data();
+    }
+    if (PyComplex_Check(obj.ptr()) || !PyNumber_Check(obj.ptr()))
+        throw py::type_error(std::string(what) + " must be a real number, got " + type_name(obj));
+    const double v = PyFloat_AsDouble(obj.ptr());
+    if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+    return v;
+}
+
+template <class T>
+py::array_t<T> zeros(std::vector<py::ssize_t> shape) {
+    py::array_t<T> a(shape);
+    if (a.size()) std::memset(a.mutable_data(), 0, static_cast<std::size_t>(a.nbytes()));
+    return a;
+}
+
+template <class T>
+py::array_t<T> read_only_copy(mlpgrad::VectorView<const T> v) {
+    py::array_t<T> a(static_cast<py::ssize_t>(v.size), v.data);
+    a.attr("flags").attr("writeable") = false;
+    return a;
+}
+
+class MLP {
+    // Calls f(Model<T>&) for this network's dtype.
+    template <class F>
+    decltype(auto) visit(F&& f) const {
+        return std::visit([&](auto& m) -> decltype(auto) { return f(*m); }, model_);
+    }
+
+  public:
+    MLP(py::object weights, py::object alpha, py::object activation) {
+        if (!py::isinstance<py::list>(weights) && !py::isinstance<py::tuple>(weights))
+            throw py::type_error("weights must be a list or tuple of 2-D numpy arrays, got " + type_name(weights));
+        const char* why = "mlpgrad views the caller's weights and never copies them; pass np.asarray(w)";
+        for (std::size_t t = 0; t < py::len(weights); ++t)
+            weights_.push_back(require_ndarray(weights[py::int_(t)], "weights[" + std::to_string(t) + "]", why));
+        alpha_ = require_ndarray(alpha, "alpha", why);
+
+        const bool has_weights = !weights_.empty();
+        dtype_ = float_dtype(has_weights ? weights_[0] : alpha_, has_weights ? "weights[0]" : "alpha");
+        for (std::size_t t = 0; t < weights_.size(); ++t) {
+            const std::string what = "weights[" + std::to_string(t) + "]";
+            require_dtype(weights_[t], dtype_, what, "weights[0] has");
+            require_ndim(weights_[t], 2, what, "(K_{t+1}, K_t)");
+            require_layout(weights_[t], what);
+        }
+        require_dtype(alpha_, dtype_, "alpha", has_weights ? "weights[0] has" : "alpha has");
+        require_ndim(alpha_, 1, "alpha", "(K_T,)");
+        require_layout(alpha_, "alpha");
+        activations_ = parse_activations(activation, weights_.size());
+
+        if (dtype_ == DType::float32)
+            model_ = make_model<float>();
+        else
+            model_ = make_model<double>();
+        static std::atomic<std::uint64_t> next_id{1};
+        id_ = next_id++;
+        work_per_example_ = visit([](auto& m) { return m.net.edge_count() + m.net.width(0) + 1; });
+    }
+
+    py::tuple widths() const {
+        return visit([](auto& m) {
+            const auto& K = m.net.widths();
+            py::tuple out(K.size());
+            for (std::size_t t = 0; t < K.size(); ++t) out[t] = py::int_(K[t]);
+            return out;
+        });
+    }
+    std::size_t depth() const { return weights_.size(); }
+    py::dtype dtype() const { return dtype_ == DType::float32 ? py::dtype::of<float>() : py::dtype::of<double>(); }
+    py::tuple activations() const {
+        py::tuple names(activations_.size());
+        for (std::size_t t = 0; t < activations_.size(); ++t) names[t] = py::str(std::string(mlpgrad::name(activations_[t])));
+        return names;
+    }
+    py::list weights() const {
+        py::list l;
+        for (const auto& w : weights_) l.append(w);
+        return l;
+    }
+    py::array alpha() const { return alpha_; }
+
+    // The call methods take handles that are null when the argument was not passed (see fast_call.hpp).
+    py::object forward(py::handle x) {
+        return visit([&](auto& m) { return py::float_(forward_impl(m, x)); });
+    }
+    py::list recorded(bool want_z) {
+        return visit([&](auto& m) { return recorded_impl(m, want_z); });
+    }
+    py::object backward(py::handle dy, py::handle out) {
+        return visit([&](auto& m) { return backward_impl(m, dy, out); });
+    }
+    py::object value_and_grad(py::handle x, py::handle dy, py::handle out) {
+        return visit([&](auto& m) { return value_and_grad_impl(m, x, dy, out); });
+    }
+    py::object new_gradients(py::handle batch) {
+        return visit([&](auto& m) { return new_gradients_impl(m, parse_batch(batch)); });
+    }
+    py::object forward_batch(py::handle X) {
+        return visit([&](auto& m) { return batch_impl(m, X, py::handle(), py::handle(), false); });
+    }
+    py::object value_and_grad_batch(py::handle X, py::handle dy, py::handle out) {
+        return visit([&](auto& m) { return batch_impl(m, X, dy, out, true); });
+    }
+
+    py::tuple getstate() const {
+        return py::make_tuple(1, py::tuple(weights()), alpha_, activations());
+    }
+    std::string repr() const {
+        return "mlpgrad.MLP(widths=" + py::str(widths()).cast<std::string>() +
+               ", activations=" + py::str(activations()).cast<std::string>() + ", dtype=" + dtype_name(dtype_) + ")";
+    }
+
+  private:
+    static std::vector<Activation> parse_activations(py::handle activation, std::size_t depth) {
+        auto parse = [](py::handle name, const std::string& what) {
+            if (!py::isinstance<py::str>(name))
+                throw py::type_error(what + " must be an activation name (str), got " + type_name(name));
+            try {
+                return mlpgrad::parse_activation(name.cast<std::string>());
+            } catch (const std::invalid_argument& e) {
+                throw py::value_error(what + ": " + e.what());
+            }
+        };
+        if (py::isinstance<py::str>(activation))
+            return std::vector<Activation>(depth, parse(activation, "activation"));
+        if (!py::isinstance<py::sequence>(activation))
+            throw py::type_error("activation must be a name (str) or a sequence of one name per layer, got " +
+                                 type_name(activation));
+        auto seq = py::reinterpret_borrow<py::sequence>(activation);
+        if (seq.size() != depth)
+            throw py::value_error("activation has " + std::to_string(seq.size()) + " names but the network has " +
+                                  std::to_string(depth) + " layers");
+        std::vector<Activation> out;
+        for (std::size_t t = 0; t < depth; ++t) out.push_back(parse(seq[t], "activation[" + std::to_string(t) + "]"));
+        return out;
+    }
+
+    template <class T>
+    std::unique_ptr<Model<T>> make_model() const {
+        std::vector<mlpgrad::MatrixView<const T>> views;
+        for (const auto& w : weights_)
+            views.push_back({static_cast<const T*>(w.data()), static_cast<std::size_t>(w.shape(0)),
+                             static_cast<std::size_t>(w.shape(1))});
+        mlpgrad::VectorView<const T> alpha{static_cast<const T*>(alpha_.data()), static_cast<std::size_t>(alpha_.size())};
+        // Shape and chaining errors come from the core's own checks (std::invalid_argument -> ValueError).
+        return std::make_unique<Model<T>>(mlpgrad::Network<T>(std::move(views), alpha, activations_));
+    }
+
+    // Multiply-adds of one call, to decide whether releasing the GIL pays.
+    std::size_t work(std::size_t batch) const { return work_per_example_ * (batch ? batch : 1); }
+
+    // The GradientsObject behind `out`, checked against this network: TypeError/ValueError, before any write.
+    template <class T>
+    GradientsObject* check_out(Model<T>& m, py::handle out, std::optional<std::size_t> batch) {
+        if (!out || out.is_none()) return nullptr;
+        if (!py::isinstance<GradientsObject>(out))
+            throw py::type_error("out must be a mlpgrad.Gradients (from net.new_gradients()), got " + type_name(out));
+        auto* g = out.cast<GradientsObject*>();
+        if (g->dtype() != dtype_)
+            throw py::type_error(std::string("out holds ") + dtype_name(g->dtype()) + " arrays but the network is " +
+                                 dtype_name(dtype_));
+        if (g->batch().has_value() != batch.has_value())
+            throw py::value_error(batch ? "out holds single-example gradients; value_and_grad_batch needs "
+                                          "net.new_gradients(batch=B)"
+                                        : "out holds batch gradients (2-D out.x); this call needs net.new_gradients()");
+        if (batch && *g->batch() != *batch)
+            throw py::value_error("out.x has shape " + shape_string({*g->batch(), m.net.width(0)}) + " but X holds " +
+                                  std::to_string(*batch) + " examples; expected " +
+                                  shape_string({*batch, m.net.width(0)}));
+        // Shapes and aliasing can't change after construction (neither ours nor out's): check them once per
+        // (network, out) pair. Writeability can be flipped by the caller, so it is checked on every call.
+        if (g->checked_against != id_) {
+            if (batch)
+                mlpgrad::require_fits(m.net, g->views<T>().batch, *batch);
+            else
+                mlpgrad::require_fits(m.net, g->views<T>().single);
+            std::vector<NamedArray> inputs;
+            for (std::size_t t = 0; t < weights_.size(); ++t) inputs.push_back({"weights[" + std::to_string(t) + "]", weights_[t]});
+            inputs.push_back({"alpha", alpha_});
+            require_disjoint(g->named_arrays(), inputs);
+            g->checked_against = id_;
+        }
+        g->require_still_writeable();
+        return g;
+    }
+
+    template <class T>
+    py::array_t<T> as_x(Model<T>& m, py::handle x) {
+        auto a = as_input<T>(x, "x");
+        if (a.ndim() != 1 || static_cast<std::size_t>(a.shape(0)) != m.net.width(0))
+            throw py::value_error("x has shape " + shape_string(a) + " but the network expects " +
+                                  shape_string({m.net.width(0)}));
+        return a;
+    }
+
+    template <class T>
+    double forward_impl(Model<T>& m, py::handle x) {
+        auto xa = as_x(m, x);
+        auto& tape = m.state().tape;
+        MaybeReleaseGil gil(work(0));
+        return mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape);
+    }
+
+    // `out` checked and ready, or fresh zeroed gradients stored into `out`.
+    template <class T>
+    GradientsObject& out_or_new(Model<T>& m, py::object& out, std::optional<std::size_t> batch) {
+        if (GradientsObject* g = check_out(m, out, batch)) return *g;
+        out = new_gradients_impl(m, batch);
+        return *out.cast<GradientsObject*>();
+    }
+
+    // Every argument is checked before anything runs, so a bad one leaves the tape and `out` untouched.
+    template <class T>
+    py::object value_and_grad_impl(Model<T>& m, py::handle x, py::handle dy_obj, py::handle out_obj) {
+        const T dy = static_cast<T>(as_real(dy_obj, "dy", 1.0));
+        auto xa = as_x(m, x);
+        py::object out = py::reinterpret_borrow<py::object>(out_obj);
+        const auto& view = out_or_new(m, out, std::nullopt).template views<T>().single;
+        auto& tape = m.state().tape;
+        double yhat;
+        {
+            MaybeReleaseGil gil(work(0));
+            yhat = mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape);
+            mlpgrad::unchecked::backward(m.net, tape, dy, view);
+        }
+        return py::make_tuple(yhat, out);
+    }
+
+    template <class T>
+    py::list recorded_impl(Model<T>& m, bool want_z) {
+        ThreadState<T>* s = m.find_state();
+        if (!s || !s->tape.recorded())
+            throw std::runtime_error("no forward pass recorded in this thread yet; call net.forward(x) first");
+        py::list l;
+        const std::size_t T_ = m.net.depth();
+        if (want_z)
+            for (std::size_t t = 0; t <= T_; ++t) l.append(read_only_copy<T>(std::as_const(s->tape).z(t)));
+        else
+            for (std::size_t t = 1; t <= T_; ++t) l.append(read_only_copy<T>(std::as_const(s->tape).u(t)));
+        return l;
+    }
+
+    template <class T>
+    py::object backward_impl(Model<T>& m, py::handle dy_obj, py::handle out_obj) {
+        const T dy = static_cast<T>(as_real(dy_obj, "dy", 1.0));
+        py::object out = py::reinterpret_borrow<py::object>(out_obj);
+        check_out(m, out, std::nullopt);
+        ThreadState<T>* s = m.find_state();
+        if (!s || !s->tape.recorded())
+            throw std::runtime_error("backward() needs a forward pass first: call net.forward(x) in this thread");
+        const auto& view = out_or_new(m, out, std::nullopt).template views<T>().single;
+        {
+            MaybeReleaseGil gil(work(0));
+            mlpgrad::unchecked::backward(m.net, s->tape, dy, view);
+        }
+        return out;
+    }
+
+    static std::optional<std::size_t> parse_batch(py::handle batch) {
+        if (!batch || batch.is_none()) return std::nullopt;
+        if (!py::isinstance<py::int_>(batch) || py::isinstance<py::bool_>(batch))
+            throw py::type_error("batch must be an int or None, got " + type_name(batch));
+        const long long b = batch.cast<long long>();
+        if (b < 0) throw py::value_error("batch must be >= 0, got " + std::to_string(b));
+        return static_cast<std::size_t>(b);
+    }
+
+    template <class T>
+    py::object new_gradients_impl(Model<T>& m, std::optional<std::size_t> batch) {
+        const auto& K = m.net.widths();
+        const std::size_t T_ = m.net.depth();
+        auto n = [](std::size_t v) { return static_cast<py::ssize_t>(v); };
+        std::vector<py::array> weights;
+        for (std::size_t t = 0; t < T_; ++t) weights.push_back(zeros<T>({n(K[t + 1]), n(K[t])}));
+        py::array x = batch ? zeros<T>({n(*batch), n(K[0])}) : zeros<T>({n(K[0])});
+        std::optional<std::vector<py::array>> z, u;
+        if (!batch) {
+            z.emplace();
+            u.emplace();
+            for (std::size_t t = 0; t <= T_; ++t) z->push_back(zeros<T>({n(K[t])}));
+            for (std::size_t t = 1; t <= T_; ++t) u->push_back(zeros<T>({n(K[t])}));
+        }
+        // Fresh arrays made to fit: no need to re-check them, nor against this network.
+        GradientsObject g(GradientsObject::fresh, std::move(weights), zeros<T>({n(K[T_])}), std::move(x), std::move(z),
+                          std::move(u), dtype_, K, batch);
+        g.checked_against = id_;
+        return py::cast(std::move(g));
+    }
+
+    template <class T>
+    py::object batch_impl(Model<T>& m, py::handle X_obj, py::handle dy_obj, py::handle out_obj, bool with_grad) {
+        auto X = as_input<T>(X_obj, "X");
+        if (X.ndim() != 2 || static_cast<std::size_t>(X.shape(1)) != m.net.width(0))
+            throw py::value_error("X has shape " + shape_string(X) + " but the network expects (B, " +
+                                  std::to_string(m.net.width(0)) + ")");
+        const std::size_t B = static_cast<std::size_t>(X.shape(0));
+        py::array_t<T> dy;
+        py::object out = py::reinterpret_borrow<py::object>(out_obj);
+        const mlpgrad::BatchGradientsView<T>* view = nullptr;
+        if (with_grad) {
+            if (!dy_obj || dy_obj.is_none()) {
+                dy = py::array_t<T>(static_cast<py::ssize_t>(B));
+                std::fill(dy.mutable_data(), dy.mutable_data() + B, T(1));
+            } else {
+                dy = as_input<T>(dy_obj, "dy");
+                if (dy.ndim() != 1 || static_cast<std::size_t>(dy.shape(0)) != B)
+                    throw py::value_error("dy has shape " + shape_string(dy) + " but X holds " + std::to_string(B) +
+                                          " examples; expected " + shape_string({B}));
+            }
+            view = &out_or_new(m, out, B).template views<T>().batch;
+        }
+        py::array_t<T> yhat(static_cast<py::ssize_t>(B));
+        auto& tape = m.state().batch_tape;
+        {
+            MaybeReleaseGil gil(work(B));
+            mlpgrad::MatrixView<const T> Xv{X.data(), B, m.net.width(0)};
+            mlpgrad::forward_batch(m.net, Xv, tape, mlpgrad::VectorView<T>{yhat.mutable_data(), B});
+            if (view) mlpgrad::unchecked::backward_batch(m.net, tape, mlpgrad::VectorView<const T>{dy.data(), B}, *view);
+        }
+        if (!with_grad) return std::move(yhat);
+        return py::make_tuple(yhat, out);
+    }
+
+    std::vector<py::array> weights_;
+    py::array alpha_;
+    std::vector<Activation> activations_;
+    DType dtype_ = DType::float64;
+    std::uint64_t id_ = 0;
+    std::size_t work_per_example_ = 0;
+    std::variant<std::unique_ptr<Model<float>>, std::unique_ptr<Model<double>>> model_;
+};
+
+}  // namespace mlpgrad_python
+
