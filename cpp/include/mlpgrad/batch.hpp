@@ -31,7 +31,7 @@ class BatchTape {
             max_width = std::max(max_width, widths[t]);
         }
         max_rows_ = max_width * batch;
-        const std::size_t n = 2 * offsets_.back() + 2 * max_rows_;
+        const std::size_t n = 2 * offsets_.back() + 3 * max_rows_;
         if (storage_.size() < n) storage_.resize(n);
     }
 
@@ -48,11 +48,15 @@ class BatchTape {
     MatrixView<T> scratch(std::size_t which, std::size_t t) {
         return {storage_.data() + 2 * offsets_.back() + which * max_rows_, widths_[t], batch_};
     }
+    // A (B × K_t) scratch matrix, for Z(t) in example-major order.
+    MatrixView<T> scratch_transposed(std::size_t t) {
+        return {storage_.data() + 2 * offsets_.back() + 2 * max_rows_, batch_, widths_[t]};
+    }
 
   private:
     std::vector<std::size_t> widths_;
     std::vector<std::size_t> offsets_;
-    std::vector<T> storage_;
+    aligned_vector<T> storage_;
     std::size_t batch_ = 0;
     std::size_t max_rows_ = 0;
     bool recorded_ = false;
@@ -101,10 +105,12 @@ void backward_batch(const Network<T>& net, BatchTape<T>& tape, VectorView<const 
         dispatch(net.activation(t - 1), [&](auto a) {
             kernels::hadamard_derivative<decltype(a)::value>(dZ.data, U.data, Z.data, dU.data, U.size());
         });
+        // ∂/∂W^t = ∂/∂U^t (Z^{t-1})ᵀ summed over the batch, and ∂/∂Z^{t-1} = W^{tᵀ} ∂/∂U^t.
+        MatrixView<T> Z_prev_transposed = tape.scratch_transposed(t - 1);
+        kernels::transpose(tape.Z(t - 1), Z_prev_transposed);
+        kernels::batch_outer_product(dU, Z_prev_transposed, out.weights[t - 1]);
         dZ = tape.scratch(0, t - 1);
-        std::fill(dZ.data, dZ.data + dZ.size(), T(0));
-        kernels::batch_outer_product_and_transpose_matvec_accumulate(net.weight(t - 1), dU, tape.Z(t - 1),
-                                                                     out.weights[t - 1], dZ);
+        kernels::transpose_matmul(net.weight(t - 1), dU, dZ);
     }
     kernels::transpose(dZ, out.x);
 }

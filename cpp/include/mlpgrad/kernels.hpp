@@ -1,42 +1,42 @@
-// The hand-written loops: matvec (+σ), the fused outer-product/transpose-matvec of the backward pass,
-// and their batch counterparts. All inner loops run over contiguous memory (row-major W, feature-major
-// batch tapes), and reductions keep several independent partial sums in fixed lanes so the compiler can
-// vectorise them without -ffast-math (the summation order is fixed, so results are reproducible).
+// The hand-written loops. Single example: matvec (+σ) and the fused outer-product / transpose-matvec of
+// the backward pass. Batch: small GEMM micro-kernels over feature-major tapes. Every inner loop runs over
+// contiguous memory, and each keeps a block of outputs in registers so that one load of W serves several
+// rows or examples. Summation order is fixed for a given build, so results are reproducible.
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
 
 #include "activations.hpp"
+#include "simd.hpp"
 #include "views.hpp"
 
 namespace mlpgrad {
 namespace kernels {
 
-// Partial sums per dot product: two 256-bit registers' worth, enough to hide FMA latency.
-template <class T>
-inline constexpr std::size_t lanes = 64 / sizeof(T);
+using simd::Vec;
 
-template <class T, std::size_t L>
-inline T pairwise_sum(const T (&acc)[L]) {
-    T tmp[L];
-    for (std::size_t k = 0; k < L; ++k) tmp[k] = acc[k];
-    for (std::size_t half = L / 2; half > 0; half /= 2)
-        for (std::size_t k = 0; k < half; ++k) tmp[k] += tmp[k + half];
-    return tmp[0];
-}
-
-// out[r] = Σ_j w[r*stride + j] z[j] for r < R: R rows share each load of z.
+// out[r] = Σ_j w[r*stride + j] z[j] for r < R: the R rows share each load of z, and two partial sums per
+// row hide the FMA latency.
 template <std::size_t R, class T>
 inline void dot_rows(const T* w, std::size_t stride, const T* z, std::size_t n, T* out) {
-    constexpr std::size_t L = lanes<T>;
-    T acc[R][L] = {};
+    constexpr std::size_t V = Vec<T>::size;
+    Vec<T> acc[R][2];
+    for (auto& row : acc) row[0] = row[1] = Vec<T>::zero();
     std::size_t j = 0;
-    for (; j + L <= n; j += L)
-        for (std::size_t r = 0; r < R; ++r)
-            for (std::size_t k = 0; k < L; ++k) acc[r][k] += w[r * stride + j + k] * z[j + k];
+    for (; j + 2 * V <= n; j += 2 * V) {
+        const auto z0 = Vec<T>::load(z + j), z1 = Vec<T>::load(z + j + V);
+        for (std::size_t r = 0; r < R; ++r) {
+            acc[r][0] = simd::fma(Vec<T>::load(w + r * stride + j), z0, acc[r][0]);
+            acc[r][1] = simd::fma(Vec<T>::load(w + r * stride + j + V), z1, acc[r][1]);
+        }
+    }
+    for (; j + V <= n; j += V) {
+        const auto z0 = Vec<T>::load(z + j);
+        for (std::size_t r = 0; r < R; ++r) acc[r][0] = simd::fma(Vec<T>::load(w + r * stride + j), z0, acc[r][0]);
+    }
     for (std::size_t r = 0; r < R; ++r) {
-        T s = pairwise_sum(acc[r]);
+        T s = simd::horizontal_sum(acc[r][0] + acc[r][1]);
         for (std::size_t jj = j; jj < n; ++jj) s += w[r * stride + jj] * z[jj];
         out[r] = s;
     }
@@ -52,7 +52,16 @@ inline T dot(const T* a, const T* b, std::size_t n) {
 // y += a x
 template <class T>
 inline void axpy(T a, const T* x, T* y, std::size_t n) {
-    for (std::size_t j = 0; j < n; ++j) y[j] += a * x[j];
+    constexpr std::size_t V = Vec<T>::size;
+    const auto va = Vec<T>::broadcast(a);
+    const std::size_t full = n - n % V;
+    for (std::size_t j = 0; j < full; j += V) simd::fma(va, Vec<T>::load(x + j), Vec<T>::load(y + j)).store(y + j);
+    for (std::size_t k = full; k < n; ++k) y[k] += a * x[k];
+}
+
+template <Activation A, class T>
+inline void activate(const T* u, T* z, std::size_t n) {
+    for (std::size_t k = 0; k < n; ++k) z[k] = activation_traits<A>::apply(u[k]);
 }
 
 // u = W z_in and z_out = σ(u): the forward step u^{t+1} = W^{[t+1]} z^t, z^{t+1} = σ(u^{t+1}).
@@ -62,7 +71,7 @@ void matvec_activate(MatrixView<const T> W, const T* z_in, T* u, T* z_out) {
     std::size_t i = 0;
     for (; i + R <= W.rows; i += R) dot_rows<R>(W.row(i), W.cols, z_in, W.cols, u + i);
     for (; i < W.rows; ++i) dot_rows<1>(W.row(i), W.cols, z_in, W.cols, u + i);
-    for (std::size_t k = 0; k < W.rows; ++k) z_out[k] = activation_traits<A>::apply(u[k]);
+    activate<A>(u, z_out, W.rows);
 }
 
 // du = dz ∘ σ'(u): the notes' ∂ŷ/∂u^t = ∂ŷ/∂z^t ∘ σ'(u^t), with z = σ(u) from the tape.
@@ -71,90 +80,164 @@ void hadamard_derivative(const T* dz, const T* u, const T* z, T* du, std::size_t
     for (std::size_t k = 0; k < n; ++k) du[k] = dz[k] * activation_traits<A>::derivative(u[k], z[k]);
 }
 
-// dW = du z_prevᵀ (outer product) and dz_prev += Wᵀ du (transpose-matvec), in one pass over each row
-// of W and dW. A row whose du_i is exactly 0 (a ReLU unit that was off) contributes exactly 0: its dW row
-// is zeroed and its W row is not read.
+// For R rows: dw[r] = g[r] z (outer product rows) and dz += Σ_r g[r] w[r] (transpose-matvec), in one pass
+// that loads z and dz once for all R rows.
+template <std::size_t R, class T>
+inline void outer_and_transpose_rows(const T* const* w, T* const* dw, const T* g, const T* z, T* dz, std::size_t n) {
+    constexpr std::size_t V = Vec<T>::size;
+    Vec<T> vg[R];
+    for (std::size_t r = 0; r < R; ++r) vg[r] = Vec<T>::broadcast(g[r]);
+    std::size_t j = 0;
+    for (; j + V <= n; j += V) {
+        const auto zj = Vec<T>::load(z + j);
+        auto acc = Vec<T>::load(dz + j);
+        for (std::size_t r = 0; r < R; ++r) {
+            (vg[r] * zj).store(dw[r] + j);
+            acc = simd::fma(vg[r], Vec<T>::load(w[r] + j), acc);
+        }
+        acc.store(dz + j);
+    }
+    for (; j < n; ++j) {
+        T acc = dz[j];
+        for (std::size_t r = 0; r < R; ++r) {
+            dw[r][j] = g[r] * z[j];
+            acc += g[r] * w[r][j];
+        }
+        dz[j] = acc;
+    }
+}
+
+// dW = du z_prevᵀ (outer product) and dz_prev += Wᵀ du (transpose-matvec), in one pass over each row of
+// W and dW, four rows at a time. A row whose du_i is exactly 0 (a ReLU unit that was off) contributes
+// exactly 0: its dW row is zeroed and its W row is not read.
 template <class T>
 void outer_product_and_transpose_matvec_accumulate(MatrixView<const T> W, const T* du, const T* z_prev,
                                                    MatrixView<T> dW, T* dz_prev) {
+    constexpr std::size_t R = 4;
     const std::size_t n = W.cols;
+    const T* w[R];
+    T* dw[R];
+    T g[R];
+    std::size_t m = 0;  // rows gathered for the next block
     for (std::size_t i = 0; i < W.rows; ++i) {
-        const T g = du[i];
-        T* dw = dW.row(i);
-        if (g == T(0)) {
-            std::fill(dw, dw + n, T(0));
+        if (du[i] == T(0)) {
+            std::fill(dW.row(i), dW.row(i) + n, T(0));
             continue;
         }
-        const T* w = W.row(i);
-        for (std::size_t j = 0; j < n; ++j) {
-            dw[j] = g * z_prev[j];
-            dz_prev[j] += g * w[j];
+        w[m] = W.row(i);
+        dw[m] = dW.row(i);
+        g[m] = du[i];
+        if (++m == R) {
+            outer_and_transpose_rows<R>(w, dw, g, z_prev, dz_prev, n);
+            m = 0;
         }
+    }
+    switch (m) {
+        case 3: outer_and_transpose_rows<3>(w, dw, g, z_prev, dz_prev, n); break;
+        case 2: outer_and_transpose_rows<2>(w, dw, g, z_prev, dz_prev, n); break;
+        case 1: outer_and_transpose_rows<1>(w, dw, g, z_prev, dz_prev, n); break;
+        default: break;
     }
 }
 
 // ---- Batch kernels. Batch tapes are feature-major: row k of a (K × B) matrix holds unit k for all B
-// examples, so every inner loop runs over examples, contiguously.
+// examples, so the inner loops run over examples, contiguously.
 
-// U = W Z_in, Z_out = σ(U), for (K_in × B) Z_in. Each row of W is read once per block of examples
-// whose partial sums live in registers.
+// A strided view of a matrix operand: element (r, k) is at data[r * row_stride + k * step]. It lets one
+// micro-kernel compute both W Z (row_stride = K_in, step = 1) and Wᵀ dU (row_stride = 1, step = K_in).
+template <class T>
+struct Operand {
+    const T* data;
+    std::size_t row_stride;
+    std::size_t step;
+    T operator()(std::size_t r, std::size_t k) const { return data[r * row_stride + k * step]; }
+};
+
+// C[r0..r0+R) × [b0..b0+C·V) = Σ_k A(r, k) X[k, b] over k < depth: R·C vector accumulators stay in
+// registers while each row of X streams through once.
+template <std::size_t R, std::size_t C, class T>
+MLPGRAD_NOINLINE void gemm_block(Operand<T> A, std::size_t r0, MatrixView<const T> X, std::size_t depth, MatrixView<T> out,
+                       std::size_t b0) {
+    constexpr std::size_t V = Vec<T>::size;
+    Vec<T> acc[R][C];
+    for (auto& row : acc)
+        for (auto& a : row) a = Vec<T>::zero();
+    for (std::size_t k = 0; k < depth; ++k) {
+        const T* x = X.row(k) + b0;
+        Vec<T> xv[C];
+        for (std::size_t c = 0; c < C; ++c) {
+            xv[c] = Vec<T>::load(x + c * V);
+            xv[c].pin();
+        }
+        for (std::size_t r = 0; r < R; ++r) {
+            const auto a = Vec<T>::broadcast(A(r0 + r, k));
+            for (std::size_t c = 0; c < C; ++c) acc[r][c] = simd::fma(a, xv[c], acc[r][c]);
+        }
+    }
+    for (std::size_t r = 0; r < R; ++r)
+        for (std::size_t c = 0; c < C; ++c) acc[r][c].store(out.row(r0 + r) + b0 + c * V);
+}
+
+// Rows r0..r0+R of out = A X, for every example: the R rows of A stay in L1 while X streams past.
+template <std::size_t R, class T>
+inline void gemm_rows(Operand<T> A, std::size_t r0, MatrixView<const T> X, std::size_t depth, MatrixView<T> out) {
+    constexpr std::size_t V = Vec<T>::size, C = 2;  // 4 × 2 vectors: 8 accumulators + 2 of X + 1 of A
+    const std::size_t B = X.cols;
+    std::size_t b = 0;
+    for (; b + C * V <= B; b += C * V) gemm_block<R, C>(A, r0, X, depth, out, b);
+    for (; b + V <= B; b += V) gemm_block<R, 1>(A, r0, X, depth, out, b);
+    for (; b < B; ++b)  // the last B mod V examples
+        for (std::size_t r = r0; r < r0 + R; ++r) {
+            T sum = T(0);
+            for (std::size_t k = 0; k < depth; ++k) sum += A(r, k) * X.row(k)[b];
+            out.row(r)[b] = sum;
+        }
+}
+
+// out (rows × B) = A X with A given as an Operand of `rows` rows and `depth` columns.
+template <class T>
+void gemm(Operand<T> A, std::size_t rows, MatrixView<const T> X, std::size_t depth, MatrixView<T> out) {
+    constexpr std::size_t R = 4;
+    std::size_t r = 0;
+    for (; r + R <= rows; r += R) gemm_rows<R>(A, r, X, depth, out);
+    for (; r < rows; ++r) gemm_rows<1>(A, r, X, depth, out);
+}
+
+// U = W Z_in, Z_out = σ(U) for (K_in × B) Z_in.
 template <Activation A, class T>
 void matmul_activate(MatrixView<const detail::nondeduced<T>> W, MatrixView<const detail::nondeduced<T>> Z_in,
                      MatrixView<T> U, MatrixView<T> Z_out) {
-    constexpr std::size_t C = 2 * lanes<T>;  // examples per block
-    const std::size_t B = Z_in.cols;
-    for (std::size_t i = 0; i < W.rows; ++i) {
-        const T* w = W.row(i);
-        T* u = U.row(i);
-        std::size_t b0 = 0;
-        for (; b0 + C <= B; b0 += C) {
-            T acc[C] = {};
-            for (std::size_t j = 0; j < W.cols; ++j) {
-                const T wij = w[j];
-                const T* z = Z_in.row(j) + b0;
-                for (std::size_t k = 0; k < C; ++k) acc[k] += wij * z[k];
-            }
-            for (std::size_t k = 0; k < C; ++k) u[b0 + k] = acc[k];
-        }
-        if (b0 < B) {
-            const std::size_t m = B - b0;
-            T acc[C] = {};
-            for (std::size_t j = 0; j < W.cols; ++j) {
-                const T wij = w[j];
-                const T* z = Z_in.row(j) + b0;
-                for (std::size_t k = 0; k < m; ++k) acc[k] += wij * z[k];
-            }
-            for (std::size_t k = 0; k < m; ++k) u[b0 + k] = acc[k];
-        }
-        T* z_out = Z_out.row(i);
-        for (std::size_t b = 0; b < B; ++b) z_out[b] = activation_traits<A>::apply(u[b]);
-    }
+    gemm(Operand<T>{W.data, W.cols, 1}, W.rows, Z_in, W.cols, U);
+    activate<A>(U.data, Z_out.data, U.size());
 }
 
-// dW = dU Z_prevᵀ (summed over the batch) and dZ_prev += Wᵀ dU, one pass over each row of W and dW.
+// dZ_prev = Wᵀ dU (overwritten).
 template <class T>
-void batch_outer_product_and_transpose_matvec_accumulate(MatrixView<const detail::nondeduced<T>> W,
-                                                         MatrixView<const detail::nondeduced<T>> dU,
-                                                         MatrixView<const detail::nondeduced<T>> Z_prev,
-                                                         MatrixView<T> dW, MatrixView<T> dZ_prev) {
-    const std::size_t B = dU.cols;
-    for (std::size_t i = 0; i < W.rows; ++i) {
-        const T* w = W.row(i);
-        const T* du = dU.row(i);
-        T* dw = dW.row(i);
-        for (std::size_t j = 0; j < W.cols; ++j) {
-            dw[j] = dot(du, Z_prev.row(j), B);
-            axpy(w[j], du, dZ_prev.row(j), B);
-        }
-    }
+void transpose_matmul(MatrixView<const detail::nondeduced<T>> W, MatrixView<const detail::nondeduced<T>> dU,
+                      MatrixView<T> dZ_prev) {
+    gemm(Operand<T>{W.data, 1, W.cols}, W.cols, dU, W.rows, dZ_prev);
 }
 
-// out (cols × rows) = inᵀ for a (rows × cols) matrix; used at the batch boundary (X in, dX out).
+// dW = dU Z_prevᵀ, the outer products of the batch summed (overwritten), from Z_prevᵀ (B × K_in): the
+// same register-blocked kernel as the forward pass, with dU broadcast and rows of Z_prevᵀ streamed.
+template <class T>
+void batch_outer_product(MatrixView<const detail::nondeduced<T>> dU,
+                         MatrixView<const detail::nondeduced<T>> Z_prev_transposed, MatrixView<T> dW) {
+    gemm(Operand<T>{dU.data, dU.cols, 1}, dU.rows, Z_prev_transposed, dU.cols, dW);
+}
+
+// out (cols × rows) = inᵀ for a (rows × cols) matrix: between the feature-major tape and example-major
+// operands (X in, dX out, Z_prev for dW). In 8 × 8 tiles, so that both sides touch few cache lines.
 template <class T>
 void transpose(MatrixView<const detail::nondeduced<T>> in, MatrixView<T> out) {
-    for (std::size_t r = 0; r < in.rows; ++r) {
-        const T* src = in.row(r);
-        for (std::size_t c = 0; c < in.cols; ++c) out.data[c * in.rows + r] = src[c];
+    constexpr std::size_t tile = 8;
+    for (std::size_t r0 = 0; r0 < in.rows; r0 += tile) {
+        const std::size_t r1 = std::min(r0 + tile, in.rows);
+        for (std::size_t c0 = 0; c0 < in.cols; c0 += tile) {
+            const std::size_t c1 = std::min(c0 + tile, in.cols);
+            for (std::size_t r = r0; r < r1; ++r)
+                for (std::size_t c = c0; c < c1; ++c) out.data[c * in.rows + r] = in.data[r * in.cols + c];
+        }
     }
 }
 

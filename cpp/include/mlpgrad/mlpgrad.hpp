@@ -3,7 +3,8 @@
 //   views.hpp        non-owning vector/matrix views of caller memory
 //   activations.hpp  σ and σ' (ReLU with the notes' σ'(0) = 1)
 //   network.hpp      Network<T>: validated const views of weights, α and activations
-//   kernels.hpp      the hand-written loops (matvec+σ, fused outer product/transpose-matvec, batch)
+//   simd.hpp         Vec<T>: portable short vectors for the kernels (scalar fallback)
+//   kernels.hpp      the hand-written loops (matvec+σ, fused outer product/transpose-matvec, batch GEMM)
 //   tape.hpp         Tape<T>: caller-owned u^t, z^t of a forward pass
 //   forward.hpp      forward(): Eq. 1–3 of the notes
 //   gradients.hpp    GradientsView<T> (caller buffers) and Gradients<T> (owning)
@@ -22,5 +23,6 @@
 #include "gradients.hpp"
 #include "kernels.hpp"
 #include "network.hpp"
+#include "simd.hpp"
 #include "tape.hpp"
 #include "views.hpp"

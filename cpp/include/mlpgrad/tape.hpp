@@ -53,7 +53,7 @@ class Tape {
   private:
     std::vector<std::size_t> widths_;
     std::vector<std::size_t> offsets_;
-    std::vector<T> storage_;
+    aligned_vector<T> storage_;
     std::size_t max_width_ = 0;
     T yhat_ = T(0);
     bool recorded_ = false;

@@ -2,9 +2,11 @@
 #pragma once
 
 #include <cstddef>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 namespace mlpgrad {
 
@@ -40,6 +42,26 @@ struct MatrixView {
     constexpr T* row(std::size_t i) const { return data + i * cols; }
     constexpr std::size_t size() const { return rows * cols; }
 };
+
+// Cache-line-aligned storage for tapes, so that the kernels' vector loads never straddle two lines.
+template <class T, std::size_t Alignment = 64>
+struct aligned_allocator {
+    using value_type = T;
+    template <class U>
+    struct rebind {
+        using other = aligned_allocator<U, Alignment>;
+    };
+    aligned_allocator() noexcept = default;
+    template <class U>
+    aligned_allocator(const aligned_allocator<U, Alignment>&) noexcept {}
+    T* allocate(std::size_t n) { return static_cast<T*>(::operator new(n * sizeof(T), std::align_val_t(Alignment))); }
+    void deallocate(T* p, std::size_t) noexcept { ::operator delete(p, std::align_val_t(Alignment)); }
+    friend bool operator==(const aligned_allocator&, const aligned_allocator&) noexcept { return true; }
+    friend bool operator!=(const aligned_allocator&, const aligned_allocator&) noexcept { return false; }
+};
+
+template <class T>
+using aligned_vector = std::vector<T, aligned_allocator<T>>;
 
 namespace detail {
 
