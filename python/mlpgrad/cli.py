@@ -14,12 +14,10 @@ against central finite differences, and times the core against the NumPy peer
 from __future__ import annotations
 
 import argparse
-import itertools
-import statistics
-import time
 
 import numpy as np
 
+from .bench.timing import REPEAT_NS, REPEATS, blas_description, one_blas_thread, time_per_call
 from .numpy_backprop import ACTIVATIONS
 
 __all__ = ["main", "build_parser"]
@@ -32,8 +30,7 @@ TOLERANCES = {
 FD_STEP = 1e-6
 FD_SAMPLE = {"weights": 136, "alpha": 32, "x": 32}  # at most 200 finite-difference entries
 MAX_PARAMS = 1 << 22  # T K^2 limit: the pure-Python oracle is O(T K^2) per call
-REPEAT_NS = 10_000_000  # each timing repeat lasts about 10 ms
-REPEATS, ORACLE_REPEATS = 7, 3
+ORACLE_REPEATS = 3
 
 
 # ----------------------------------------------------------------------------- options
@@ -77,7 +74,21 @@ def _check_demo(args, parser):
                      f"{MAX_PARAMS:,}: the pure-Python oracle needs O(T·K²) per call)")
 
 
-_SUBCOMMANDS = [_add_demo]
+def _add_bench(subparsers):
+    p = subparsers.add_parser(
+        "bench",
+        help="time the core against NumPy (the performance targets)",
+        description="Time mlpgrad against its peers side by side in one process, BLAS on one thread. "
+        "--targets measures the performance floors of the core (README's table).",
+    )
+    p.add_argument("--targets", action="store_true", help="measure the performance targets (the default for now)")
+    p.add_argument("--repeats", type=_positive_int, default=7, help="timed runs per measurement (median)")
+    p.add_argument("--quick", action="store_true", help="skip the slow K = 1024/2048 cases")
+    p.add_argument("--json", metavar="FILE", help="also write the measurements as JSON")
+    p.set_defaults(func=_bench)
+
+
+_SUBCOMMANDS = [_add_demo, _add_bench]
 
 
 def build_parser():
@@ -113,26 +124,6 @@ def _fmt_time(ns: float) -> str:
         if ns >= scale:
             return f"{ns / scale:.3g} {unit}"
     return f"{ns:.3g} ns"
-
-
-def _time_per_call(f, *args, repeats=REPEATS, **kwargs):
-    """Median ns per call of ``f(*args, **kwargs)`` over ``repeats`` runs of ``n`` calls each,
-    ``n`` chosen so that one run lasts about ``REPEAT_NS``. Returns ``(ns_per_call, n)``."""
-    clock = time.perf_counter_ns
-
-    def run(n):
-        t0 = clock()
-        for _ in itertools.repeat(None, n):
-            f(*args, **kwargs)
-        return clock() - t0
-
-    run(1)  # warm up
-    n, elapsed = 1, run(1)
-    while elapsed < REPEAT_NS:
-        n = min(100 * n, max(2 * n, int(1.2 * n * REPEAT_NS / max(elapsed, 1))))
-        elapsed = run(n)
-    samples = [elapsed] + [run(n) for _ in range(repeats - 1)]
-    return statistics.median(samples) / n, n
 
 
 def _rel(got, ref) -> float:
@@ -185,23 +176,6 @@ def _finite_differences(forward, weights, alpha, x, grads, seed):
             core.append(gs[k][i])
         result[name] = (float(np.max(np.abs(np.subtract(core, fd)))) / scale, len(flat), total)
     return result
-
-
-def _blas_note():
-    """(note, context manager factory) for timing NumPy: 1 BLAS thread via threadpoolctl if
-    installed, otherwise nothing is set (BLAS uses its default number of threads)."""
-    import contextlib
-
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        try:
-            name = np.show_config(mode="dicts")["Build Dependencies"]["blas"]["name"]
-        except Exception:  # noqa: BLE001 - purely informative
-            name = "BLAS"
-        return f"{name} with its default threads (threadpoolctl not installed)", contextlib.nullcontext
-    # threadpool_limits applies the limit when constructed, so construct it only around NumPy
-    return "BLAS limited to 1 thread by threadpoolctl", lambda: threadpool_limits(limits=1, user_api="blas")
 
 
 # ----------------------------------------------------------------------------- demo
@@ -258,11 +232,10 @@ def _demo(args, console) -> int:
     out = net.new_gradients()
     peer = NumpyMLP(weights, alpha, act)
     peer_out = peer.new_gradients()
-    note, limit = _blas_note()
-    rows = [("mlpgrad (C++ core)", _time_per_call(net.value_and_grad, x, out=out))]
-    with limit():
-        rows.append(("NumPy (numpy_backprop)", _time_per_call(peer.value_and_grad, x, out=peer_out)))
-    rows.append(("pure Python (oracle)", _time_per_call(reference.value_and_grad, w_lists, a_list, x_list,
+    rows = [("mlpgrad (C++ core)", time_per_call(net.value_and_grad, x, out=out))]
+    with one_blas_thread():
+        rows.append(("NumPy (numpy_backprop)", time_per_call(peer.value_and_grad, x, out=peer_out)))
+    rows.append(("pure Python (oracle)", time_per_call(reference.value_and_grad, w_lists, a_list, x_list,
                                                         activation=act, repeats=ORACLE_REPEATS)))
     timing = Table(title="time per value_and_grad call (out= preallocated)")
     for col in ("implementation", "time/call", "calls/repeat", "time ÷ mlpgrad"):
@@ -273,7 +246,7 @@ def _demo(args, console) -> int:
         timing.add_row(label, _fmt_time(ns), f"{n:,}", f"{ratio:.2f}×" if ratio < 10 else f"{ratio:,.0f}×")
     console.print(timing)
     console.print(f"Median of {REPEATS} repeats (oracle: {ORACLE_REPEATS}) of ~{_fmt_time(REPEAT_NS)} each. "
-                  f"NumPy: {note}.\n")
+                  f"NumPy: {blas_description()}, one thread.\n")
 
     failures = [f"{name} vs oracle: {err:.2e} > {tol['oracle']:.0e}"
                 for name, err in oracle.items() if not err <= tol["oracle"]]
@@ -287,3 +260,50 @@ def _demo(args, console) -> int:
     console.print(f"[bold green]OK[/bold green]: the core agrees with the oracle (tolerance {tol['oracle']:.0e}) "
                   f"and with finite differences ({tol['fd']:.0e})")
     return 0
+
+
+# ----------------------------------------------------------------------------- bench
+def _bench(args, console) -> int:
+    import json
+    import platform
+
+    from rich.table import Table
+
+    from .bench.targets import run_targets
+
+    with console.status("measuring") as status:
+        results = run_targets(args.repeats, args.quick, progress=lambda d: status.update(f"measuring {d}"))
+    table = Table(title="mlpgrad performance targets (ratio ≥ target means met)")
+    for col in ("case", "ratio measured", "mlpgrad", "peer", "ratio", "target", ""):
+        table.add_column(col, justify="left" if col in ("case", "ratio measured") else "right")
+    for r in results:
+        table.add_row(r.case, r.measure, _fmt_time(r.mlpgrad_ns), _fmt_time(r.peer_ns), f"{r.ratio:.2f}",
+                      f"{r.target:g}", "[green]met[/green]" if r.met else "[red]missed[/red]")
+    console.print(table)
+    machine = {"processor": _cpu_model(), "cores": _core_count(), "python": platform.python_version(),
+               "numpy": np.__version__, "blas": blas_description()}
+    console.print(f"{machine['processor']}, {machine['cores']} cores; NumPy {machine['numpy']} "
+                  f"with {machine['blas']}, one thread. Median of {args.repeats} interleaved runs.")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump({"machine": machine, "targets": [r.as_dict() for r in results]}, f, indent=2)
+    return 0
+
+
+def _cpu_model() -> str:
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _core_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

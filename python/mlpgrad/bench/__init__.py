@@ -1,0 +1,10 @@
+"""Benchmarks: mlpgrad against its peers, timed side by side in one process.
+
+``timing`` holds the measuring tools (medians of auto-sized runs, BLAS pinned to one thread, a copy-
+bandwidth probe); ``targets`` the performance floors the core is held to. Timings are never asserted in
+tests: they are reported, with the machine they came from.
+"""
+
+from .timing import copy_bandwidth, one_blas_thread, time_per_call, time_side_by_side
+
+__all__ = ["copy_bandwidth", "one_blas_thread", "time_per_call", "time_side_by_side"]
