@@ -105,10 +105,11 @@ void backward_batch(const Network<T>& net, BatchTape<T>& tape, VectorView<const 
         dispatch(net.activation(t - 1), [&](auto a) {
             kernels::hadamard_derivative<decltype(a)::value>(dZ.data, U.data, Z.data, dU.data, U.size());
         });
-        // ∂/∂W^t = ∂/∂U^t (Z^{t-1})ᵀ summed over the batch, and ∂/∂Z^{t-1} = W^{tᵀ} ∂/∂U^t.
+        // ∂/∂W^t = ∂/∂U^t (Z^{t-1})ᵀ summed over the batch, from Z^{t-1} in example-major order.
         MatrixView<T> Z_prev_transposed = tape.scratch_transposed(t - 1);
         kernels::transpose(tape.Z(t - 1), Z_prev_transposed);
         kernels::batch_outer_product(dU, Z_prev_transposed, out.weights[t - 1]);
+        // ∂/∂Z^{t-1} = W^{tᵀ} ∂/∂U^t.
         dZ = tape.scratch(0, t - 1);
         kernels::transpose_matmul(net.weight(t - 1), dU, dZ);
     }

@@ -178,29 +178,54 @@ MLPGRAD_NOINLINE void gemm_block(Operand<T> A, std::size_t r0, MatrixView<const 
         for (std::size_t c = 0; c < C; ++c) acc[r][c].store(out.row(r0 + r) + b0 + c * V);
 }
 
-// Rows r0..r0+R of out = A X, for every example: the R rows of A stay in L1 while X streams past.
+// Blocks of 4 rows × 2 vectors of columns; scalar code for the last B mod V columns.
 template <std::size_t R, class T>
-inline void gemm_rows(Operand<T> A, std::size_t r0, MatrixView<const T> X, std::size_t depth, MatrixView<T> out) {
-    constexpr std::size_t V = Vec<T>::size, C = 2;  // 4 × 2 vectors: 8 accumulators + 2 of X + 1 of A
-    const std::size_t B = X.cols;
-    std::size_t b = 0;
-    for (; b + C * V <= B; b += C * V) gemm_block<R, C>(A, r0, X, depth, out, b);
-    for (; b + V <= B; b += V) gemm_block<R, 1>(A, r0, X, depth, out, b);
-    for (; b < B; ++b)  // the last B mod V examples
-        for (std::size_t r = r0; r < r0 + R; ++r) {
+inline void gemm_tail_columns(Operand<T> A, std::size_t r0, MatrixView<const T> X, std::size_t depth,
+                              MatrixView<T> out, std::size_t b0) {
+    for (std::size_t r = r0; r < r0 + R; ++r)
+        for (std::size_t b = b0; b < X.cols; ++b) {
             T sum = T(0);
             for (std::size_t k = 0; k < depth; ++k) sum += A(r, k) * X.row(k)[b];
             out.row(r)[b] = sum;
         }
 }
 
-// out (rows × B) = A X with A given as an Operand of `rows` rows and `depth` columns.
+// Rows r0..r0+R of out, every column: the R rows of A stay in L1 while all of X streams past.
+template <std::size_t R, class T>
+inline void gemm_rows(Operand<T> A, std::size_t r0, MatrixView<const T> X, std::size_t depth, MatrixView<T> out) {
+    constexpr std::size_t V = Vec<T>::size;
+    std::size_t b = 0;
+    for (; b + 2 * V <= X.cols; b += 2 * V) gemm_block<R, 2>(A, r0, X, depth, out, b);
+    for (; b + V <= X.cols; b += V) gemm_block<R, 1>(A, r0, X, depth, out, b);
+    gemm_tail_columns<R>(A, r0, X, depth, out, b);
+}
+
+// Columns b0..b0+C·V of out, every row: the slab of X stays in L1 while all of A streams past.
+template <std::size_t C, class T>
+inline void gemm_columns(Operand<T> A, std::size_t rows, MatrixView<const T> X, std::size_t depth,
+                         MatrixView<T> out, std::size_t b0) {
+    std::size_t r = 0;
+    for (; r + 4 <= rows; r += 4) gemm_block<4, C>(A, r, X, depth, out, b0);
+    for (; r < rows; ++r) gemm_block<1, C>(A, r, X, depth, out, b0);
+}
+
+// out (rows × X.cols) = A X, A an Operand of `rows` rows and `depth` columns. The operand read again and
+// again is the smaller one (it stays in L2); the larger one streams from memory once.
 template <class T>
 void gemm(Operand<T> A, std::size_t rows, MatrixView<const T> X, std::size_t depth, MatrixView<T> out) {
-    constexpr std::size_t R = 4;
+    constexpr std::size_t V = Vec<T>::size;
+    if (rows >= X.cols) {  // A is the larger: hold a few rows of A, stream X
+        std::size_t r = 0;
+        for (; r + 4 <= rows; r += 4) gemm_rows<4>(A, r, X, depth, out);
+        for (; r < rows; ++r) gemm_rows<1>(A, r, X, depth, out);
+        return;
+    }
+    std::size_t b = 0;  // X is the larger: hold a slab of X, stream A
+    for (; b + 2 * V <= X.cols; b += 2 * V) gemm_columns<2>(A, rows, X, depth, out, b);
+    for (; b + V <= X.cols; b += V) gemm_columns<1>(A, rows, X, depth, out, b);
     std::size_t r = 0;
-    for (; r + R <= rows; r += R) gemm_rows<R>(A, r, X, depth, out);
-    for (; r < rows; ++r) gemm_rows<1>(A, r, X, depth, out);
+    for (; r + 4 <= rows; r += 4) gemm_tail_columns<4>(A, r, X, depth, out, b);
+    for (; r < rows; ++r) gemm_tail_columns<1>(A, r, X, depth, out, b);
 }
 
 // U = W Z_in, Z_out = σ(U) for (K_in × B) Z_in.
@@ -211,7 +236,8 @@ void matmul_activate(MatrixView<const detail::nondeduced<T>> W, MatrixView<const
     activate<A>(U.data, Z_out.data, U.size());
 }
 
-// dZ_prev = Wᵀ dU (overwritten).
+// dZ_prev = Wᵀ dU (overwritten): Wᵀ is read in place, four of its rows (four columns of W, adjacent in
+// memory) per block.
 template <class T>
 void transpose_matmul(MatrixView<const detail::nondeduced<T>> W, MatrixView<const detail::nondeduced<T>> dU,
                       MatrixView<T> dZ_prev) {
