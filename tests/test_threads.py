@@ -1,5 +1,6 @@
 """Concurrency: one MLP (or several sharing weight arrays) used from several Python threads at once."""
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -218,3 +219,32 @@ def test_several_mlps_sharing_weights(rng, dtype):
             assert_gradients_close(gb, gb_ref, dtype, WIDTHS)
     for a, b in zip(weights + [alpha], snapshot):
         np.testing.assert_array_equal(a, b)
+
+
+def test_gil_is_released_while_the_core_computes():
+    # While one long call runs in C++, another Python thread must make progress in the middle of it:
+    # with the GIL held for the whole call it could not run a single bytecode until the call returned.
+    rng = np.random.default_rng(5)
+    K, B = 384, 256
+    net = mlpgrad.MLP([rng.standard_normal((K, K)) / np.sqrt(K) for _ in range(3)], rng.standard_normal(K))
+    X = rng.standard_normal((B, K))
+    out = net.new_gradients(batch=B)
+    clock = time.perf_counter
+    done = threading.Event()
+    samples = []  # when the other thread was running
+
+    def sampler():
+        while not done.is_set():
+            samples.append(clock())
+
+    thread = threading.Thread(target=sampler)
+    thread.start()
+    calls = []
+    for _ in range(3):
+        t0 = clock()
+        net.value_and_grad_batch(X, out=out)
+        calls.append((t0, clock()))
+    done.set()
+    thread.join()
+    inside = [s for t0, t1 in calls for s in samples if t0 + 0.25 * (t1 - t0) < s < t1 - 0.25 * (t1 - t0)]
+    assert inside, "no other Python thread ran during the middle half of any call"
