@@ -1,0 +1,182 @@
+// Helpers shared by the C++ tests: owning networks with deterministic random values, comparisons with
+// dtype-appropriate tolerances, and the (dtype, activation) test parameters.
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <mlpgrad/mlpgrad.hpp>
+
+#include <algorithm>
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <random>
+#include <sstream>
+#include <string>
+#include <tuple>
+#include <typeinfo>
+#include <vector>
+
+namespace mlpgrad_test {
+
+using mlpgrad::Activation;
+
+inline std::vector<Activation> all_activations() {
+    std::vector<Activation> out;
+    for (std::size_t i = 0; i < mlpgrad::activation_names.size(); ++i) out.push_back(static_cast<Activation>(i));
+    return out;
+}
+
+inline bool has_kink(Activation a) { return a == Activation::relu || a == Activation::leaky_relu; }
+
+enum class Dtype { float32, float64 };
+inline std::string dtype_name(Dtype d) { return d == Dtype::float32 ? "float" : "double"; }
+
+// Calls f(T{}) with T = float or double.
+template <class F>
+void with_dtype(Dtype d, F&& f) {
+    if (d == Dtype::float32)
+        f(float{});
+    else
+        f(double{});
+}
+
+// Test parameter: a dtype and an activation, named like "double_relu".
+using DtypeActivation = std::tuple<Dtype, Activation>;
+inline std::string param_name(const ::testing::TestParamInfo<DtypeActivation>& info) {
+    return dtype_name(std::get<0>(info.param)) + "_" + std::string(mlpgrad::name(std::get<1>(info.param)));
+}
+inline auto all_dtype_activations() {
+    return ::testing::Combine(::testing::Values(Dtype::float32, Dtype::float64),
+                              ::testing::ValuesIn(all_activations()));
+}
+
+// Deterministic uniform numbers in [-1, 1) (std::uniform_real_distribution differs between libraries).
+class Random {
+  public:
+    explicit Random(std::uint64_t seed) : engine_(seed) {}
+    double uniform() { return static_cast<double>(engine_() >> 11) * 0x1.0p-52 - 1.0; }
+
+  private:
+    std::mt19937_64 engine_;
+};
+
+// A network that owns its memory; network() is a Network<T> viewing it (valid while *this lives and
+// its vectors are not resized).
+template <class T>
+struct OwnedNet {
+    std::vector<std::size_t> widths;
+    std::vector<Activation> activations;
+    std::vector<std::vector<T>> weights;  // weights[t]: row-major (K_{t+1} x K_t), the notes' W^{[t+1]}
+    std::vector<T> alpha;
+
+    std::size_t depth() const { return widths.size() - 1; }
+
+    mlpgrad::Network<T> network() const {
+        std::vector<mlpgrad::MatrixView<const T>> w;
+        for (std::size_t t = 0; t < depth(); ++t) w.push_back({weights[t].data(), widths[t + 1], widths[t]});
+        return mlpgrad::Network<T>(w, {alpha.data(), alpha.size()}, activations);
+    }
+};
+
+template <class T>
+std::vector<T> random_vector(Random& rng, std::size_t n, double scale = 1.0) {
+    std::vector<T> v(n);
+    for (auto& x : v) x = static_cast<T>(scale * rng.uniform());
+    return v;
+}
+
+// Weights uniform with variance gain^2 / K_t, so pre-activations stay O(1) at any width.
+template <class T>
+OwnedNet<T> random_net(const std::vector<std::size_t>& widths, const std::vector<Activation>& activations,
+                       std::uint64_t seed, double gain = 1.0) {
+    Random rng(seed);
+    OwnedNet<T> n{widths, activations, {}, {}};
+    for (std::size_t t = 0; t + 1 < widths.size(); ++t)
+        n.weights.push_back(random_vector<T>(rng, widths[t + 1] * widths[t], gain * std::sqrt(3.0 / widths[t])));
+    n.alpha = random_vector<T>(rng, widths.back());
+    return n;
+}
+
+template <class T>
+OwnedNet<T> random_net(const std::vector<std::size_t>& widths, Activation a, std::uint64_t seed, double gain = 1.0) {
+    return random_net<T>(widths, std::vector<Activation>(widths.size() - 1, a), seed, gain);
+}
+
+template <class T>
+mlpgrad::VectorView<const T> cview(const std::vector<T>& v) {
+    return {v.data(), v.size()};
+}
+template <class T>
+mlpgrad::VectorView<T> mview(std::vector<T>& v) {
+    return {v.data(), v.size()};
+}
+
+// Tolerances relative to the scale of the compared values: rounding error, not finite-difference error.
+template <class T>
+struct Tolerance;
+template <>
+struct Tolerance<double> {
+    static constexpr double value = 1e-12;
+};
+template <>
+struct Tolerance<float> {
+    static constexpr double value = 1e-5;
+};
+
+// |actual - expected| <= tol * (scale + |expected|) elementwise, where scale = max(1, max |expected|):
+// an absolute tolerance sized to the array (sums with cancellation) plus a relative one.
+template <class A, class E>
+::testing::AssertionResult all_close(const A* actual, const E* expected, std::size_t n, double tol) {
+    double scale = 1.0;
+    for (std::size_t i = 0; i < n; ++i) scale = std::max(scale, std::fabs(static_cast<double>(expected[i])));
+    std::size_t bad = 0;
+    std::ostringstream msg;
+    msg.precision(17);
+    for (std::size_t i = 0; i < n; ++i) {
+        const double a = static_cast<double>(actual[i]), e = static_cast<double>(expected[i]);
+        if (!(std::fabs(a - e) <= tol * (scale + std::fabs(e)))) {
+            if (bad < 5) msg << "\n  [" << i << "] got " << a << ", expected " << e << " (diff " << a - e << ")";
+            ++bad;
+        }
+    }
+    if (bad == 0) return ::testing::AssertionSuccess();
+    return ::testing::AssertionFailure() << bad << " of " << n << " values differ beyond tol " << tol
+                                         << " (scale " << scale << "):" << msg.str();
+}
+
+template <class A, class E>
+::testing::AssertionResult all_close(const std::vector<A>& actual, const std::vector<E>& expected, double tol) {
+    if (actual.size() != expected.size())
+        return ::testing::AssertionFailure() << "size " << actual.size() << " != " << expected.size();
+    return all_close(actual.data(), expected.data(), actual.size(), tol);
+}
+
+template <class T>
+std::vector<T> to_vector(mlpgrad::VectorView<T> v) {
+    return std::vector<T>(v.begin(), v.end());
+}
+template <class T>
+std::vector<T> to_vector(mlpgrad::MatrixView<T> m) {
+    return std::vector<T>(m.data, m.data + m.size());
+}
+
+// Expects `f()` to throw exactly E (not a subclass: std::invalid_argument is a std::logic_error) with a
+// message that starts with `argument` followed by a space, i.e. that names the offending argument first
+// ("x has shape (3,) but expected (4,)"). An empty `argument` checks only the type.
+template <class E, class F>
+::testing::AssertionResult throws_exactly(F&& f, const std::string& argument = "") {
+    try {
+        f();
+    } catch (const std::exception& e) {
+        const std::string what = e.what();
+        if (typeid(e) != typeid(E))
+            return ::testing::AssertionFailure() << "threw " << typeid(e).name() << " instead of " << typeid(E).name()
+                                                 << ": " << what;
+        if (argument.empty() || what.rfind(argument + " ", 0) == 0) return ::testing::AssertionSuccess() << what;
+        return ::testing::AssertionFailure() << "message does not start with '" << argument << " ': " << what;
+    }
+    return ::testing::AssertionFailure() << "did not throw";
+}
+
+}  // namespace mlpgrad_test
