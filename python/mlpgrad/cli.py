@@ -10,14 +10,21 @@ for invalid option combinations, and append it to ``_SUBCOMMANDS``.
 ŷ and all gradients with the C++ core, checks them against the pure-Python oracle and
 against central finite differences, and times the core against the NumPy peer
 (:mod:`mlpgrad.numpy_backprop`) and the oracle.
+
+``bench`` times mlpgrad against every installed peer on a grid of sizes (:mod:`mlpgrad.bench.command`:
+NumPy, the oracle, PyTorch, JAX; gradients checked first), or with ``--targets`` measures the performance
+floors of the core (:mod:`mlpgrad.bench.targets`).
 """
 from __future__ import annotations
 
 import argparse
+import sys
 
 import numpy as np
 
 from .bench.timing import REPEAT_NS, REPEATS, blas_description, one_blas_thread, time_per_call
+from .bench.timing import core_count as _core_count
+from .bench.timing import cpu_model as _cpu_model
 from .numpy_backprop import ACTIVATIONS
 
 __all__ = ["main", "build_parser"]
@@ -74,18 +81,85 @@ def _check_demo(args, parser):
                      f"{MAX_PARAMS:,}: the pure-Python oracle needs O(T·K²) per call)")
 
 
+def _int_list(what):
+    one = _int_at_least(1, what)
+
+    def parse(text):
+        try:
+            return [one(v) for v in text.split(",") if v.strip()]
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {what}s, got {text!r}") from None
+
+    parse.__name__ = f"list of {what}s"
+    return parse
+
+
+def _choice_list(choices, what):
+    def parse(text):
+        values = [v.strip() for v in text.split(",") if v.strip()]
+        bad = [v for v in values if v not in choices]
+        if bad or not values:
+            raise argparse.ArgumentTypeError(f"expected a comma-separated list of {what} among "
+                                             f"{', '.join(choices)}, got {text!r}")
+        return values
+
+    parse.__name__ = f"list of {what}"
+    return parse
+
+
 def _add_bench(subparsers):
+    from .bench.peers import PEERS
+
     p = subparsers.add_parser(
         "bench",
-        help="time the core against NumPy (the performance targets)",
-        description="Time mlpgrad against its peers side by side in one process, BLAS on one thread. "
-        "--targets measures the performance floors of the core (README's table).",
+        help="time mlpgrad against NumPy, the oracle, PyTorch and JAX",
+        description="Time value_and_grad (one example) and value_and_grad_batch of mlpgrad and of every "
+        "installed peer (NumPy; the pure-Python oracle where a call takes under a second; PyTorch autograd and "
+        "JAX jit(value_and_grad) if installed, e.g. pip install 'mlpgrad[compare]') on a grid of widths, "
+        "depths, batch sizes and dtypes. Each peer's gradients are checked against mlpgrad's before it is "
+        "timed. Prints a table of median times and mlpgrad's speed-ups; exit code 1 if a peer disagreed. "
+        "--targets measures the performance floors of the core instead.",
     )
-    p.add_argument("--targets", action="store_true", help="measure the performance targets (the default for now)")
-    p.add_argument("--repeats", type=_positive_int, default=7, help="timed runs per measurement (median)")
-    p.add_argument("--quick", action="store_true", help="skip the slow K = 1024/2048 cases")
-    p.add_argument("--json", metavar="FILE", help="also write the measurements as JSON")
-    p.set_defaults(func=_bench)
+    p.add_argument("--targets", action="store_true", help="measure the performance floors of the core instead")
+    p.add_argument("--quick", action="store_true",
+                   help="a small grid that runs in under 30 s (with --targets: skip the K = 1024/2048 cases)")
+    p.add_argument("--json", metavar="FILE", help="also write every measurement and the machine as JSON")
+    p.add_argument("--plot", metavar="FILE.png", help="draw time per call against T·K² and the speed-ups "
+                   "(needs matplotlib: pip install 'mlpgrad[plot]')")
+    p.add_argument("--markdown", metavar="FILE", help="also write the tables as Markdown")
+    p.add_argument("--threads", type=_positive_int, default=1,
+                   help="threads of the peers: BLAS/OpenMP (threadpoolctl), torch.set_num_threads, XLA "
+                   "flags (default: 1; mlpgrad itself is single-threaded)")
+    p.add_argument("--peers", type=_choice_list([n for n in PEERS if n != "mlpgrad"], "peers"),
+                   help="comma-separated peers to compare with (default: all of "
+                   f"{','.join(n for n in PEERS if n != 'mlpgrad')})")
+    p.add_argument("--widths", type=_int_list("width"), metavar="K,...", help="layer widths of the grid")
+    p.add_argument("--depths", type=_int_list("depth"), metavar="T,...", help="depths of the grid")
+    p.add_argument("--batch-sizes", type=lambda t: [] if t.strip() in ("", "0", "none") else
+                   _int_list("batch size")(t), metavar="B,...", help="batch sizes of the grid ('none': no batch cells)")
+    p.add_argument("--dtypes", type=_choice_list(("float64", "float32"), "dtypes"), metavar="DTYPE,...",
+                   help="float64, float32 or both (default: both)")
+    p.add_argument("--activation", choices=ACTIVATIONS, default="relu", help="default: relu")
+    p.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed of the weights (default: 0)")
+    p.add_argument("--repeats", type=_positive_int,
+                   help="timed runs per measurement, median taken (default: 5; --quick 3; --targets 7)")
+    p.add_argument("--run-ms", type=float, metavar="MS",
+                   help="length of one timed run in ms (default: 10; --quick 4)")
+    p.set_defaults(func=_bench, check=_check_bench)
+
+
+def _check_bench(args, parser):
+    if args.targets:
+        grid_only = {"--plot": args.plot, "--markdown": args.markdown, "--peers": args.peers,
+                     "--widths": args.widths, "--depths": args.depths, "--batch-sizes": args.batch_sizes,
+                     "--dtypes": args.dtypes, "--run-ms": args.run_ms, "--threads": args.threads != 1,
+                     "--activation": args.activation != "relu", "--seed": args.seed != 0}
+        given = [name for name, value in grid_only.items() if value not in (None, False)]
+        if given:
+            parser.error(f"{', '.join(given)}: not applicable with --targets (the floors are fixed cases on one "
+                         "thread)")
+    if args.run_ms is not None and not args.run_ms > 0:
+        parser.error(f"--run-ms: expected a positive number, got {args.run_ms:g}")
 
 
 _SUBCOMMANDS = [_add_demo, _add_bench]
@@ -115,6 +189,7 @@ def main(argv=None) -> int:
             args.check(args, sub.choices[args.command])
     except SystemExit as exc:  # argparse exits on errors and --help; return its code instead
         return exc.code if isinstance(exc.code, int) else 2
+    args.argv = list(sys.argv[1:] if argv is None else argv)
     return args.func(args, Console(highlight=False))
 
 
@@ -264,6 +339,14 @@ def _demo(args, console) -> int:
 
 # ----------------------------------------------------------------------------- bench
 def _bench(args, console) -> int:
+    if not args.targets:
+        from .bench.command import run
+
+        return run(args, console)
+    return _bench_targets(args, console)
+
+
+def _bench_targets(args, console) -> int:
     import json
     import platform
 
@@ -272,7 +355,8 @@ def _bench(args, console) -> int:
     from .bench.targets import run_targets
 
     with console.status("measuring") as status:
-        results = run_targets(args.repeats, args.quick, progress=lambda d: status.update(f"measuring {d}"))
+        results = run_targets(args.repeats or REPEATS, args.quick,
+                              progress=lambda d: status.update(f"measuring {d}"))
     table = Table(title="mlpgrad performance targets (ratio ≥ target means met)")
     for col in ("case", "ratio measured", "mlpgrad", "peer", "ratio", "target", ""):
         table.add_column(col, justify="left" if col in ("case", "ratio measured") else "right")
@@ -283,27 +367,8 @@ def _bench(args, console) -> int:
     machine = {"processor": _cpu_model(), "cores": _core_count(), "python": platform.python_version(),
                "numpy": np.__version__, "blas": blas_description()}
     console.print(f"{machine['processor']}, {machine['cores']} cores; NumPy {machine['numpy']} "
-                  f"with {machine['blas']}, one thread. Median of {args.repeats} interleaved runs.")
+                  f"with {machine['blas']}, one thread. Median of {args.repeats or REPEATS} interleaved runs.")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump({"machine": machine, "targets": [r.as_dict() for r in results]}, f, indent=2)
     return 0
-
-
-def _cpu_model() -> str:
-    import platform
-
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def _core_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

@@ -1,7 +1,10 @@
 """Benchmarks: mlpgrad against its peers, timed side by side in one process.
 
 ``timing`` holds the measuring tools (medians of auto-sized runs, BLAS pinned to one thread, a copy-
-bandwidth probe); ``targets`` the performance floors the core is held to. Timings are never asserted in
+bandwidth probe); ``targets`` the performance floors the core is held to. The comparison grid of
+``python -m mlpgrad bench``: ``peers`` (one adapter per implementation: mlpgrad, NumPy, the oracle, PyTorch,
+JAX), ``grid`` (the cells, the gradient check, the timing loop, the scaling fit), ``report`` (tables, JSON,
+Markdown), ``plot`` (matplotlib) and ``command`` (the command line glue). Timings are never asserted in
 tests: they are reported, with the machine they came from.
 """
 

@@ -75,3 +75,24 @@ def copy_bandwidth(nbytes: int = 256 << 20, repeats: int = 5) -> float:
     dst = np.empty_like(src)
     ns, _ = time_per_call(np.copyto, dst, src, repeats=repeats, run_ns=50_000_000)
     return 2 * src.nbytes / (ns * 1e-9)
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what ``platform`` knows."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def core_count() -> int:
+    """The number of cores this process may run on."""
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
