@@ -178,54 +178,37 @@ MLPGRAD_NOINLINE void gemm_block(Operand<T> A, std::size_t r0, MatrixView<const 
         for (std::size_t c = 0; c < C; ++c) acc[r][c].store(out.row(r0 + r) + b0 + c * V);
 }
 
-// Blocks of 4 rows × 2 vectors of columns; scalar code for the last B mod V columns.
+// Rows r0..r0+R of out, columns [b_begin, b_end): blocks of R rows × 2 vectors, then 1 vector, then scalar
+// code for the last columns.
 template <std::size_t R, class T>
-inline void gemm_tail_columns(Operand<T> A, std::size_t r0, MatrixView<const T> X, std::size_t depth,
-                              MatrixView<T> out, std::size_t b0) {
+inline void gemm_rows(Operand<T> A, std::size_t r0, MatrixView<const T> X, std::size_t depth, MatrixView<T> out,
+                      std::size_t b_begin, std::size_t b_end) {
+    constexpr std::size_t V = Vec<T>::size;
+    std::size_t b = b_begin;
+    for (; b + 2 * V <= b_end; b += 2 * V) gemm_block<R, 2>(A, r0, X, depth, out, b);
+    for (; b + V <= b_end; b += V) gemm_block<R, 1>(A, r0, X, depth, out, b);
     for (std::size_t r = r0; r < r0 + R; ++r)
-        for (std::size_t b = b0; b < X.cols; ++b) {
+        for (std::size_t bb = b; bb < b_end; ++bb) {
             T sum = T(0);
-            for (std::size_t k = 0; k < depth; ++k) sum += A(r, k) * X.row(k)[b];
-            out.row(r)[b] = sum;
+            for (std::size_t k = 0; k < depth; ++k) sum += A(r, k) * X.row(k)[bb];
+            out.row(r)[bb] = sum;
         }
 }
 
-// Rows r0..r0+R of out, every column: the R rows of A stay in L1 while all of X streams past.
-template <std::size_t R, class T>
-inline void gemm_rows(Operand<T> A, std::size_t r0, MatrixView<const T> X, std::size_t depth, MatrixView<T> out) {
-    constexpr std::size_t V = Vec<T>::size;
-    std::size_t b = 0;
-    for (; b + 2 * V <= X.cols; b += 2 * V) gemm_block<R, 2>(A, r0, X, depth, out, b);
-    for (; b + V <= X.cols; b += V) gemm_block<R, 1>(A, r0, X, depth, out, b);
-    gemm_tail_columns<R>(A, r0, X, depth, out, b);
-}
-
-// Columns b0..b0+C·V of out, every row: the slab of X stays in L1 while all of A streams past.
-template <std::size_t C, class T>
-inline void gemm_columns(Operand<T> A, std::size_t rows, MatrixView<const T> X, std::size_t depth,
-                         MatrixView<T> out, std::size_t b0) {
-    std::size_t r = 0;
-    for (; r + 4 <= rows; r += 4) gemm_block<4, C>(A, r, X, depth, out, b0);
-    for (; r < rows; ++r) gemm_block<1, C>(A, r, X, depth, out, b0);
-}
-
-// out (rows × X.cols) = A X, A an Operand of `rows` rows and `depth` columns. The operand read again and
-// again is the smaller one (it stays in L2); the larger one streams from memory once.
+// out (rows × X.cols) = A X, A an Operand of `rows` rows and `depth` columns. X is cut into panels of
+// columns small enough to stay in L2 while every row of A passes over them; each block of 4 rows of A
+// stays in L1 while it sweeps its panel.
 template <class T>
 void gemm(Operand<T> A, std::size_t rows, MatrixView<const T> X, std::size_t depth, MatrixView<T> out) {
-    constexpr std::size_t V = Vec<T>::size;
-    if (rows >= X.cols) {  // A is the larger: hold a few rows of A, stream X
+    constexpr std::size_t V = Vec<T>::size, panel_bytes = 128 * 1024;
+    const std::size_t fit = panel_bytes / (sizeof(T) * (depth ? depth : 1));
+    const std::size_t panel = fit < 2 * V ? 2 * V : fit - fit % (2 * V);
+    for (std::size_t b0 = 0; b0 < X.cols; b0 += panel) {
+        const std::size_t b1 = std::min(X.cols, b0 + panel);
         std::size_t r = 0;
-        for (; r + 4 <= rows; r += 4) gemm_rows<4>(A, r, X, depth, out);
-        for (; r < rows; ++r) gemm_rows<1>(A, r, X, depth, out);
-        return;
+        for (; r + 4 <= rows; r += 4) gemm_rows<4>(A, r, X, depth, out, b0, b1);
+        for (; r < rows; ++r) gemm_rows<1>(A, r, X, depth, out, b0, b1);
     }
-    std::size_t b = 0;  // X is the larger: hold a slab of X, stream A
-    for (; b + 2 * V <= X.cols; b += 2 * V) gemm_columns<2>(A, rows, X, depth, out, b);
-    for (; b + V <= X.cols; b += V) gemm_columns<1>(A, rows, X, depth, out, b);
-    std::size_t r = 0;
-    for (; r + 4 <= rows; r += 4) gemm_tail_columns<4>(A, r, X, depth, out, b);
-    for (; r < rows; ++r) gemm_tail_columns<1>(A, r, X, depth, out, b);
 }
 
 // U = W Z_in, Z_out = σ(U) for (K_in × B) Z_in.
