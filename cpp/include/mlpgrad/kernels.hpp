@@ -22,10 +22,12 @@ template <std::size_t R, class T>
 inline void dot_rows(const T* w, std::size_t stride, const T* z, std::size_t n, T* out) {
     constexpr std::size_t V = Vec<T>::size;
     Vec<T> acc[R][2];
-    for (auto& row : acc) row[0] = row[1] = Vec<T>::zero();
+    MLPGRAD_UNROLL
+    for (std::size_t r = 0; r < R; ++r) acc[r][0] = acc[r][1] = Vec<T>::zero();
     std::size_t j = 0;
     for (; j + 2 * V <= n; j += 2 * V) {
         const auto z0 = Vec<T>::load(z + j), z1 = Vec<T>::load(z + j + V);
+        MLPGRAD_UNROLL
         for (std::size_t r = 0; r < R; ++r) {
             acc[r][0] = simd::fma(Vec<T>::load(w + r * stride + j), z0, acc[r][0]);
             acc[r][1] = simd::fma(Vec<T>::load(w + r * stride + j + V), z1, acc[r][1]);
@@ -33,6 +35,7 @@ inline void dot_rows(const T* w, std::size_t stride, const T* z, std::size_t n, 
     }
     for (; j + V <= n; j += V) {
         const auto z0 = Vec<T>::load(z + j);
+        MLPGRAD_UNROLL
         for (std::size_t r = 0; r < R; ++r) acc[r][0] = simd::fma(Vec<T>::load(w + r * stride + j), z0, acc[r][0]);
     }
     for (std::size_t r = 0; r < R; ++r) {
@@ -91,6 +94,7 @@ inline void outer_and_transpose_rows(const T* const* w, T* const* dw, const T* g
     for (; j + V <= n; j += V) {
         const auto zj = Vec<T>::load(z + j);
         auto acc = Vec<T>::load(dz + j);
+        MLPGRAD_UNROLL
         for (std::size_t r = 0; r < R; ++r) {
             (vg[r] * zj).store(dw[r] + j);
             acc = simd::fma(vg[r], Vec<T>::load(w[r] + j), acc);
@@ -156,26 +160,38 @@ struct Operand {
 // C[r0..r0+R) × [b0..b0+C·V) = Σ_k A(r, k) X[k, b] over k < depth: R·C vector accumulators stay in
 // registers while each row of X streams through once.
 template <std::size_t R, std::size_t C, class T>
-MLPGRAD_NOINLINE void gemm_block(Operand<T> A, std::size_t r0, MatrixView<const T> X, std::size_t depth, MatrixView<T> out,
-                       std::size_t b0) {
+MLPGRAD_NOINLINE void gemm_block(Operand<T> A, std::size_t r0, MatrixView<const T> X, std::size_t depth,
+                                 MatrixView<T> out, std::size_t b0) {
     constexpr std::size_t V = Vec<T>::size;
     Vec<T> acc[R][C];
-    for (auto& row : acc)
-        for (auto& a : row) a = Vec<T>::zero();
-    for (std::size_t k = 0; k < depth; ++k) {
-        const T* x = X.row(k) + b0;
+    const T* a[R];  // A(r0 + r, k), advanced by A.step for each k
+    MLPGRAD_UNROLL
+    for (std::size_t r = 0; r < R; ++r) {
+        a[r] = A.data + (r0 + r) * A.row_stride;
+        MLPGRAD_UNROLL
+        for (std::size_t c = 0; c < C; ++c) acc[r][c] = Vec<T>::zero();
+    }
+    const T* x = X.row(0) + b0;
+    for (std::size_t k = 0; k < depth; ++k, x += X.cols) {
         Vec<T> xv[C];
+        MLPGRAD_UNROLL
         for (std::size_t c = 0; c < C; ++c) {
             xv[c] = Vec<T>::load(x + c * V);
             xv[c].pin();
         }
+        MLPGRAD_UNROLL
         for (std::size_t r = 0; r < R; ++r) {
-            const auto a = Vec<T>::broadcast(A(r0 + r, k));
-            for (std::size_t c = 0; c < C; ++c) acc[r][c] = simd::fma(a, xv[c], acc[r][c]);
+            const auto ar = Vec<T>::broadcast(*a[r]);
+            a[r] += A.step;
+            MLPGRAD_UNROLL
+            for (std::size_t c = 0; c < C; ++c) acc[r][c] = simd::fma(ar, xv[c], acc[r][c]);
         }
     }
-    for (std::size_t r = 0; r < R; ++r)
+    MLPGRAD_UNROLL
+    for (std::size_t r = 0; r < R; ++r) {
+        MLPGRAD_UNROLL
         for (std::size_t c = 0; c < C; ++c) acc[r][c].store(out.row(r0 + r) + b0 + c * V);
+    }
 }
 
 // Rows r0..r0+R of out, columns [b_begin, b_end): blocks of R rows × 2 vectors, then 1 vector, then scalar

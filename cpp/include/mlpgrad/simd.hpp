@@ -29,6 +29,17 @@
 #define MLPGRAD_NOINLINE
 #endif
 
+// Fully unrolls a loop over register-blocked accumulators so that they live in registers: without it GCC
+// may keep a small array of them on the stack, depending on what else is in the translation unit
+// (measured: the batch kernels 2x slower in one build of the Python module).
+#if defined(__clang__)
+#define MLPGRAD_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define MLPGRAD_UNROLL _Pragma("GCC unroll 16")
+#else
+#define MLPGRAD_UNROLL
+#endif
+
 namespace mlpgrad {
 namespace simd {
 
