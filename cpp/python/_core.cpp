@@ -91,23 +91,26 @@ writeable, shapes that chain, no two overlapping) and pass the object as ``out=`
 )doc")
         .def(py::init<py::object, py::object, py::object, py::object, py::object>(), py::arg("weights"),
              py::arg("alpha"), py::arg("x"), py::arg("z") = py::none(), py::arg("u") = py::none())
-        .def_property_readonly("weights", &GradientsObject::weights, "d/dW[t] for each layer, shaped like the weights.")
-        .def_property_readonly("alpha", &GradientsObject::alpha, "d/d alpha, shape (K_T,).")
-        .def_property_readonly("x", &GradientsObject::x,
+        .def_property_readonly("weights", initialized(&GradientsObject::weights), "d/dW[t] for each layer, shaped like the weights.")
+        .def_property_readonly("alpha", initialized(&GradientsObject::alpha), "d/d alpha, shape (K_T,).")
+        .def_property_readonly("x", initialized(&GradientsObject::x),
                                "d/dx, shape (K_0,); for a batch (B, K_0), row b is dy_b * dŷ_b/dx_b.")
-        .def_property_readonly("z", &GradientsObject::z, "d/dz^t for t = 0..T (z[0] equals x), or None for a batch.")
-        .def_property_readonly("u", &GradientsObject::u, "d/du^t for t = 1..T (at index t-1), or None for a batch.")
+        .def_property_readonly("z", initialized(&GradientsObject::z), "d/dz^t for t = 0..T (z[0] equals x), or None for a batch.")
+        .def_property_readonly("u", initialized(&GradientsObject::u), "d/du^t for t = 1..T (at index t-1), or None for a batch.")
         .def_property_readonly(
-            "batch", [](const GradientsObject& g) -> py::object {
+            "batch", [](py::handle self) -> py::object {
+                const auto& g = self_of<GradientsObject>(self.ptr());
                 return g.batch() ? py::object(py::int_(*g.batch())) : py::object(py::none());
             },
             "B for batch gradients, None for single-example gradients.")
         .def_property_readonly(
-            "dtype", [](const GradientsObject& g) {
+            "dtype", [](py::handle self) {
+                const auto& g = self_of<GradientsObject>(self.ptr());
                 return g.dtype() == DType::float32 ? py::dtype::of<float>() : py::dtype::of<double>();
             },
             "The arrays' dtype.")
-        .def("__repr__", [](const GradientsObject& g) {
+        .def("__repr__", [](py::handle self) {
+            const auto& g = self_of<GradientsObject>(self.ptr());
             std::string s = "mlpgrad.Gradients(widths=" + shape_string(g.widths()) + ", dtype=" + dtype_name(g.dtype());
             if (g.batch()) s += ", batch=" + std::to_string(*g.batch());
             return s + ")";
@@ -122,23 +125,23 @@ sequence of one name per layer (see ``mlpgrad.ACTIVATIONS``).
 )doc")
         .def(py::init<py::object, py::object, py::object>(), py::arg("weights"), py::arg("alpha"),
              py::arg("activation") = "relu")
-        .def_property_readonly("widths", &MLP::widths, "(K_0, ..., K_T).")
-        .def_property_readonly("depth", &MLP::depth, "T, the number of weight matrices.")
-        .def_property_readonly("dtype", &MLP::dtype, "float32 or float64: the weights' dtype.")
-        .def_property_readonly("activations", &MLP::activations, "One activation name per layer.")
-        .def_property_readonly("weights", &MLP::weights, "The very weight arrays passed in (not copies).")
-        .def_property_readonly("alpha", &MLP::alpha, "The very alpha array passed in (not a copy).")
+        .def_property_readonly("widths", initialized(&MLP::widths), "(K_0, ..., K_T).")
+        .def_property_readonly("depth", initialized(&MLP::depth), "T, the number of weight matrices.")
+        .def_property_readonly("dtype", initialized(&MLP::dtype), "float32 or float64: the weights' dtype.")
+        .def_property_readonly("activations", initialized(&MLP::activations), "One activation name per layer.")
+        .def_property_readonly("weights", initialized(&MLP::weights), "The very weight arrays passed in (not copies).")
+        .def_property_readonly("alpha", initialized(&MLP::alpha), "The very alpha array passed in (not a copy).")
         .def_property_readonly(
-            "z", [](MLP& self) { return self.recorded(true); },
+            "z", [](py::handle self) { return self_of<MLP>(self.ptr()).recorded(true); },
             "z^0..z^T of this thread's last forward pass, as read-only snapshot arrays.")
         .def_property_readonly(
-            "u", [](MLP& self) { return self.recorded(false); },
+            "u", [](py::handle self) { return self_of<MLP>(self.ptr()).recorded(false); },
             "u^1..u^T of this thread's last forward pass, as read-only snapshot arrays.")
-        .def("new_gradients", [](MLP& self, py::object batch) { return self.new_gradients(batch); },
+        .def("new_gradients", [](py::handle self, py::object batch) { return self_of<MLP>(self.ptr()).new_gradients(batch); },
              py::arg("batch") = py::none(),
              "Zeroed Gradients for this network (batch=B: x of shape (B, K_0) and no z/u).")
-        .def("__repr__", &MLP::repr)
-        .def(py::pickle([](const MLP& self) { return self.getstate(); },
+        .def("__repr__", initialized(&MLP::repr))
+        .def(py::pickle([](py::handle self) { return self_of<MLP>(self.ptr()).getstate(); },
                         [](py::tuple state) {
                             if (state.size() != 4 || !py::isinstance<py::int_>(state[0]) || state[0].cast<int>() != 1)
                                 throw py::value_error("unsupported mlpgrad.MLP pickle state; expected format version 1");

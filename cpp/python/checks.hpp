@@ -6,6 +6,7 @@
 #include <pybind11/pybind11.h>
 
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,18 @@ inline py::array require_ndarray(py::handle obj, const std::string& what, const 
     return py::reinterpret_borrow<py::array>(obj);
 }
 
+// The items of a list or tuple (checked by the caller), read from its storage: no user code runs, so a
+// subclass with a broken __len__ or __getitem__ cannot raise an arbitrary exception here.
+inline std::vector<py::handle> items_of(py::handle list_or_tuple) {
+    PyObject* seq = list_or_tuple.ptr();
+    const bool is_list = PyList_Check(seq);
+    const Py_ssize_t n = is_list ? PyList_GET_SIZE(seq) : PyTuple_GET_SIZE(seq);
+    std::vector<py::handle> items;
+    items.reserve(static_cast<std::size_t>(n));
+    for (Py_ssize_t i = 0; i < n; ++i) items.emplace_back(is_list ? PyList_GET_ITEM(seq, i) : PyTuple_GET_ITEM(seq, i));
+    return items;
+}
+
 inline DType float_dtype(const py::array& a, const std::string& what) {
     if (a.dtype().is(py::dtype::of<double>()) || a.dtype().equal(py::dtype::of<double>())) return DType::float64;
     if (a.dtype().equal(py::dtype::of<float>())) return DType::float32;
@@ -83,6 +96,20 @@ inline void require_layout(const py::array& a, const std::string& what) {
 inline void require_writeable(const py::array& a, const std::string& what) {
     if (!a.writeable()) throw py::value_error(what + " is read-only; gradients are written into it");
 }
+
+// Size arithmetic that refuses to wrap around: false when a·b or a + b does not fit in size_t.
+inline bool checked_mul(std::size_t a, std::size_t b, std::size_t& out) {
+    if (a != 0 && b > SIZE_MAX / a) return false;
+    out = a * b;
+    return true;
+}
+inline bool checked_add(std::size_t a, std::size_t b, std::size_t& out) {
+    if (b > SIZE_MAX - a) return false;
+    out = a + b;
+    return true;
+}
+// The most bytes one buffer may span: NumPy's and std::vector's limit.
+inline constexpr std::size_t max_buffer_bytes = static_cast<std::size_t>(PTRDIFF_MAX);
 
 // Byte ranges of C-contiguous arrays, to refuse outputs that alias each other or the weights.
 struct ByteRange {

@@ -4,6 +4,8 @@
 
 #include <mlpgrad/gradients.hpp>
 
+#include <algorithm>
+#include <functional>
 #include <optional>
 #include <variant>
 
@@ -25,8 +27,9 @@ class GradientsObject {
         if (!py::isinstance<py::list>(weights) && !py::isinstance<py::tuple>(weights))
             throw py::type_error("Gradients: weights must be a list of 2-D numpy arrays, got " + type_name(weights));
         const char* why = "gradients are written into the caller's arrays, never into a copy";
-        for (std::size_t t = 0; t < py::len(weights); ++t)
-            weights_.push_back(require_ndarray(weights[py::int_(t)], name("weights", t), why));
+        const auto weight_items = items_of(weights);
+        for (std::size_t t = 0; t < weight_items.size(); ++t)
+            weights_.push_back(require_ndarray(weight_items[t], name("weights", t), why));
         alpha_ = require_ndarray(alpha, "out.alpha", why);
         x_ = require_ndarray(x, "out.x", why);
         if (z.is_none() != u.is_none()) throw py::value_error("Gradients: z and u must be both given or both None");
@@ -38,12 +41,14 @@ class GradientsObject {
                                          type_name(seq));
                 auto& dest = std::string(field) == "z" ? z_ : u_;
                 dest.emplace();
-                for (std::size_t t = 0; t < py::len(seq); ++t)
-                    dest->push_back(require_ndarray(seq[py::int_(t)], name(field, t), why));
+                const auto items = items_of(seq);
+                for (std::size_t t = 0; t < items.size(); ++t)
+                    dest->push_back(require_ndarray(items[t], name(field, t), why));
             }
         }
         validate();
         build_views();
+        span_ = overall_span();
     }
 
     // Arrays the binding has just allocated to fit a network: nothing to check.
@@ -55,6 +60,7 @@ class GradientsObject {
         : weights_(std::move(weights)), alpha_(std::move(alpha)), x_(std::move(x)), z_(std::move(z)), u_(std::move(u)),
           dtype_(dtype), widths_(std::move(widths)), batch_(batch) {
         build_views();
+        span_ = overall_span();
     }
 
     DType dtype() const { return dtype_; }
@@ -97,6 +103,21 @@ class GradientsObject {
             for (std::size_t t = 0; t < z_->size(); ++t) check((*z_)[t], "z", t, true);
         if (u_)
             for (std::size_t t = 0; t < u_->size(); ++t) check((*u_)[t], "u", t, true);
+    }
+
+    // Whether `r` overlaps one of these arrays: O(1) and allocation-free when `r` lies outside their
+    // overall span (the usual case), a pass over the arrays otherwise.
+    bool overlaps(const ByteRange& r) const {
+        if (!overlap(r, span_)) return false;
+        auto hit = [&](const py::array& a) { return overlap(r, byte_range(a)); };
+        for (const auto& w : weights_)
+            if (hit(w)) return true;
+        if (hit(alpha_) || hit(x_)) return true;
+        for (const auto* list : {&z_, &u_})
+            if (*list)
+                for (const auto& a : **list)
+                    if (hit(a)) return true;
+        return false;
     }
 
     // The id of the last network whose weights were checked not to overlap these arrays.
@@ -160,6 +181,28 @@ class GradientsObject {
             throw py::value_error(what + " has shape " + shape_string(a) + " but expected " + shape_string({n}));
     }
 
+    // From the lowest to the highest byte of the non-empty arrays ({nullptr, nullptr} if all are empty).
+    ByteRange overall_span() const {
+        ByteRange span{nullptr, nullptr};
+        auto add = [&](const py::array& a) {
+            const ByteRange r = byte_range(a);
+            if (r.begin == r.end) return;
+            if (span.begin == span.end) {
+                span = r;
+                return;
+            }
+            span.begin = std::min(span.begin, r.begin, std::less<const char*>());
+            span.end = std::max(span.end, r.end, std::less<const char*>());
+        };
+        for (const auto& w : weights_) add(w);
+        add(alpha_);
+        add(x_);
+        for (const auto* list : {&z_, &u_})
+            if (*list)
+                for (const auto& a : **list) add(a);
+        return span;
+    }
+
     void build_views() {
         if (dtype_ == DType::float32)
             views_ = make_views<float>();
@@ -200,6 +243,7 @@ class GradientsObject {
     std::vector<std::size_t> widths_;
     std::optional<std::size_t> batch_;
     std::variant<TypedViews<float>, TypedViews<double>> views_;
+    ByteRange span_{nullptr, nullptr};
 };
 
 }  // namespace mlpgrad_python

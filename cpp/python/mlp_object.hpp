@@ -6,6 +6,7 @@
 
 #include <mlpgrad/mlpgrad.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 #include <memory>
@@ -16,6 +17,7 @@
 #include <unordered_map>
 #include <utility>
 #include <variant>
+#include <vector>
 
 #include "checks.hpp"
 #include "gradients_object.hpp"
@@ -35,29 +37,83 @@ struct ThreadState {
     mlpgrad::BatchTape<T> batch_tape;
 };
 
+// A thread's tapes die with the thread: a thread_local hook erases them from every model the thread used
+// when it exits. So memory follows thread lifetimes (a pool that churns threads does not pile up tapes),
+// and a new thread that the OS hands a dead thread's id starts with no recorded forward pass.
+class ThreadStateTable {
+  public:
+    virtual ~ThreadStateTable() = default;
+    virtual void forget(std::thread::id id) = 0;
+};
+
+class ThreadExitHook {
+  public:
+    ThreadExitHook() = default;
+    ThreadExitHook(const ThreadExitHook&) = delete;
+    ThreadExitHook& operator=(const ThreadExitHook&) = delete;
+    // Called once per (thread, model), when the thread first computes with the model.
+    void add(const std::shared_ptr<ThreadStateTable>& table) {
+        if (tables_.size() >= prune_at_) {  // drop models that died meanwhile; amortised O(1)
+            tables_.erase(std::remove_if(tables_.begin(), tables_.end(), [](const auto& w) { return w.expired(); }),
+                          tables_.end());
+            prune_at_ = std::max<std::size_t>(16, 2 * tables_.size());
+        }
+        tables_.push_back(table);
+    }
+    ~ThreadExitHook() {
+        const auto id = std::this_thread::get_id();
+        for (const auto& w : tables_)
+            if (auto table = w.lock()) table->forget(id);
+    }
+
+  private:
+    std::vector<std::weak_ptr<ThreadStateTable>> tables_;
+    std::size_t prune_at_ = 16;
+};
+
+inline ThreadExitHook& thread_exit_hook() {
+    thread_local ThreadExitHook hook;
+    return hook;
+}
+
 template <class T>
 class Model {
+    struct States final : ThreadStateTable {
+        std::mutex mutex;
+        std::unordered_map<std::thread::id, std::unique_ptr<ThreadState<T>>> map;
+        void forget(std::thread::id id) override {
+            std::unique_ptr<ThreadState<T>> dead;  // freed after the lock is released
+            std::lock_guard<std::mutex> lock(mutex);
+            auto it = map.find(id);
+            if (it == map.end()) return;
+            dead = std::move(it->second);
+            map.erase(it);
+        }
+    };
+
   public:
-    explicit Model(mlpgrad::Network<T> net) : net(std::move(net)) {}
+    explicit Model(mlpgrad::Network<T> net) : net(std::move(net)), states_(std::make_shared<States>()) {}
 
     ThreadState<T>& state() {
-        std::lock_guard<std::mutex> lock(mutex_);
-        auto& slot = states_[std::this_thread::get_id()];
-        if (!slot) slot = std::make_unique<ThreadState<T>>();
+        std::lock_guard<std::mutex> lock(states_->mutex);
+        auto& slot = states_->map[std::this_thread::get_id()];
+        if (!slot) {
+            thread_exit_hook().add(states_);
+            slot = std::make_unique<ThreadState<T>>();
+        }
         return *slot;
     }
     // nullptr when this thread has not computed with the model yet.
     ThreadState<T>* find_state() {
-        std::lock_guard<std::mutex> lock(mutex_);
-        auto it = states_.find(std::this_thread::get_id());
-        return it == states_.end() ? nullptr : it->second.get();
+        std::lock_guard<std::mutex> lock(states_->mutex);
+        auto it = states_->map.find(std::this_thread::get_id());
+        return it == states_->map.end() ? nullptr : it->second.get();
     }
 
     const mlpgrad::Network<T> net;
 
   private:
-    std::mutex mutex_;
-    std::unordered_map<std::thread::id, std::unique_ptr<ThreadState<T>>> states_;
+    std::shared_ptr<States> states_;
 };
 
 // Releases the GIL for the lifetime of the object when the call is big enough to be worth it.
@@ -88,12 +144,24 @@ py::array_t<T> as_input(py::handle obj, const char* what) {
     try {
         a = numpy_asarray()(obj);
     } catch (py::error_already_set& e) {
+        // Out of memory stays a MemoryError; KeyboardInterrupt and friends are not ours to rename.
+        if (e.matches(PyExc_MemoryError) || !e.matches(PyExc_Exception)) throw;
         throw py::type_error(std::string(what) + " could not be read as an array of real numbers: " + e.what());
     }
     const char kind = a.dtype().kind();
     if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
         throw py::type_error(std::string(what) + " has dtype " + dtype_string(a) + "; expected real numbers");
-    return py::array_t<T, py::array::c_style | py::array::forcecast>::ensure(a);
+    // Not ensure(): it swallows the error of a conversion that fails (MemoryError for a huge array).
+    return py::array_t<T, py::array::c_style | py::array::forcecast>(a);
+}
+
+// numpy.complex64 and numpy.clongdouble are not Python complex subclasses, and float() of them only warns
+// and drops the imaginary part. Floats (numpy.float64 included) never get here.
+inline bool is_numpy_complex_scalar(py::handle obj) {
+    if (PyFloat_Check(obj.ptr())) return false;
+    static py::handle complexfloating =
+        py::object(py::module_::import("numpy").attr("complexfloating")).release();  // leaked on purpose
+    return PyObject_TypeCheck(obj.ptr(), reinterpret_cast<PyTypeObject*>(complexfloating.ptr()));
 }
 
 // A scalar seed such as dy: a Python or NumPy real number, or a 0-d array of one; `fallback` when absent.
@@ -106,10 +174,16 @@ double as_real(py::handle obj, const char* what, double fallback) {
             throw py::value_error(std::string(what) + " must be a scalar, got an array of shape " + shape_string(a));
         return *a.data();
     }
-    if (PyComplex_Check(obj.ptr()) || !PyNumber_Check(obj.ptr()))
+    if (PyComplex_Check(obj.ptr()) || !PyNumber_Check(obj.ptr()) || is_numpy_complex_scalar(obj))
         throw py::type_error(std::string(what) + " must be a real number, got " + type_name(obj));
     const double v = PyFloat_AsDouble(obj.ptr());
-    if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+    if (v == -1.0 && PyErr_Occurred()) {
+        py::error_already_set e;
+        if (e.matches(PyExc_OverflowError))  // e.g. an int beyond the float range
+            throw py::value_error(std::string(what) + " is out of the range of a float: " + e.what());
+        if (e.matches(PyExc_MemoryError) || !e.matches(PyExc_Exception)) throw e;
+        throw py::type_error(std::string(what) + " could not be read as a real number: " + e.what());
+    }
     return v;
 }
 
@@ -139,8 +213,9 @@ class MLP {
         if (!py::isinstance<py::list>(weights) && !py::isinstance<py::tuple>(weights))
             throw py::type_error("weights must be a list or tuple of 2-D numpy arrays, got " + type_name(weights));
         const char* why = "mlpgrad views the caller's weights and never copies them; pass np.asarray(w)";
-        for (std::size_t t = 0; t < py::len(weights); ++t)
-            weights_.push_back(require_ndarray(weights[py::int_(t)], "weights[" + std::to_string(t) + "]", why));
+        const auto weight_items = items_of(weights);
+        for (std::size_t t = 0; t < weight_items.size(); ++t)
+            weights_.push_back(require_ndarray(weight_items[t], "weights[" + std::to_string(t) + "]", why));
         alpha_ = require_ndarray(alpha, "alpha", why);
 
         const bool has_weights = !weights_.empty();
@@ -163,6 +238,7 @@ class MLP {
         static std::atomic<std::uint64_t> next_id{1};
         id_ = next_id++;
         work_per_example_ = visit([](auto& m) { return m.net.edge_count() + m.net.width(0) + 1; });
+        max_batch_ = visit([this](auto& m) { return batch_limit(m); });
     }
 
     py::tuple widths() const {
@@ -201,7 +277,9 @@ class MLP {
         return visit([&](auto& m) { return value_and_grad_impl(m, x, dy, out); });
     }
     py::object new_gradients(py::handle batch) {
-        return visit([&](auto& m) { return new_gradients_impl(m, parse_batch(batch)); });
+        const auto b = parse_batch(batch);
+        if (b) require_batch_fits(*b, "batch");
+        return visit([&](auto& m) { return new_gradients_impl(m, b); });
     }
     py::object forward_batch(py::handle X) {
         return visit([&](auto& m) { return batch_impl(m, X, py::handle(), py::handle(), false); });
@@ -235,11 +313,20 @@ class MLP {
             throw py::type_error("activation must be a name (str) or a sequence of one name per layer, got " +
                                  type_name(activation));
         auto seq = py::reinterpret_borrow<py::sequence>(activation);
-        if (seq.size() != depth)
-            throw py::value_error("activation has " + std::to_string(seq.size()) + " names but the network has " +
+        std::vector<py::object> names;
+        std::size_t n = 0;
+        try {  // a user-defined sequence runs user code: whatever it raises becomes a TypeError
+            n = seq.size();
+            for (std::size_t t = 0; t < n && t < depth; ++t) names.push_back(seq[t]);
+        } catch (py::error_already_set& e) {
+            if (e.matches(PyExc_MemoryError) || !e.matches(PyExc_Exception)) throw;
+            throw py::type_error("activation could not be read as a sequence of names: " + std::string(e.what()));
+        }
+        if (n != depth)
+            throw py::value_error("activation has " + std::to_string(n) + " names but the network has " +
                                   std::to_string(depth) + " layers");
         std::vector<Activation> out;
-        for (std::size_t t = 0; t < depth; ++t) out.push_back(parse(seq[t], "activation[" + std::to_string(t) + "]"));
+        for (std::size_t t = 0; t < depth; ++t) out.push_back(parse(names[t], "activation[" + std::to_string(t) + "]"));
         return out;
     }
 
@@ -254,6 +341,36 @@ class MLP {
         return std::make_unique<Model<T>>(mlpgrad::Network<T>(std::move(views), alpha, activations_));
     }
 
+    // Sizes are checked once, here, so that no call computes a buffer size that wraps around: a thread's
+    // tapes hold at most 2·ΣK + 3·max K elements per example (tape.hpp, batch.hpp). Refuses widths for
+    // which one example's tape would not fit in PTRDIFF_MAX bytes; returns the largest batch that fits.
+    template <class T>
+    std::size_t batch_limit(const Model<T>& m) const {
+        std::size_t sum = 0, max_width = 0, twice = 0, thrice = 0, per_example = 0, bytes = 0;
+        bool ok = true;
+        for (std::size_t k : m.net.widths()) {
+            ok = ok && checked_add(sum, k, sum);
+            max_width = std::max(max_width, k);
+        }
+        ok = ok && checked_mul(2, sum, twice) && checked_mul(3, max_width, thrice) &&
+             checked_add(twice, thrice, per_example) && checked_mul(per_example, sizeof(T), bytes) &&
+             bytes <= max_buffer_bytes;
+        if (!ok)
+            throw py::value_error("widths " + shape_string(m.net.widths()) +
+                                  " are too large: the buffers of one forward pass would exceed " +
+                                  std::to_string(max_buffer_bytes) + " bytes");
+        return max_buffer_bytes / bytes;
+    }
+
+    // O(1), allocation-free: a batch whose tape size would overflow is refused before anything is allocated.
+    void require_batch_fits(std::size_t batch, const char* what) const {
+        if (batch > max_batch_)
+            throw py::value_error(std::string(what) + " of " + std::to_string(batch) +
+                                  " examples is too large for widths " + py::str(widths()).cast<std::string>() +
+                                  ": its buffers would exceed " + std::to_string(max_buffer_bytes) +
+                                  " bytes (at most " + std::to_string(max_batch_) + " examples per call)");
+    }
+
     // Multiply-adds of one call, to decide whether releasing the GIL pays.
     std::size_t work(std::size_t batch) const { return work_per_example_ * (batch ? batch : 1); }
 
@@ -263,6 +380,9 @@ class MLP {
         if (!out || out.is_none()) return nullptr;
         if (!py::isinstance<GradientsObject>(out))
             throw py::type_error("out must be a mlpgrad.Gradients (from net.new_gradients()), got " + type_name(out));
+        // Gradients.__new__(Gradients) makes an instance whose C++ object was never built: refuse it (O(1)).
+        if (!reinterpret_cast<py::detail::instance*>(out.ptr())->get_value_and_holder().holder_constructed())
+            throw py::type_error("out is a mlpgrad.Gradients whose __init__ never ran");
         auto* g = out.cast<GradientsObject*>();
         if (g->dtype() != dtype_)
             throw py::type_error(std::string("out holds ") + dtype_name(g->dtype()) + " arrays but the network is " +
@@ -368,8 +488,11 @@ class MLP {
         if (!batch || batch.is_none()) return std::nullopt;
         if (!py::isinstance<py::int_>(batch) || py::isinstance<py::bool_>(batch))
             throw py::type_error("batch must be an int or None, got " + type_name(batch));
-        const long long b = batch.cast<long long>();
-        if (b < 0) throw py::value_error("batch must be >= 0, got " + std::to_string(b));
+        int overflow = 0;
+        const long long b = PyLong_AsLongLongAndOverflow(batch.ptr(), &overflow);
+        if (b == -1 && PyErr_Occurred()) throw py::error_already_set();
+        if (overflow != 0 || b < 0)
+            throw py::value_error("batch must be >= 0 and fit in 64 bits, got " + py::str(batch).cast<std::string>());
         return static_cast<std::size_t>(b);
     }
 
@@ -402,6 +525,7 @@ class MLP {
             throw py::value_error("X has shape " + shape_string(X) + " but the network expects (B, " +
                                   std::to_string(m.net.width(0)) + ")");
         const std::size_t B = static_cast<std::size_t>(X.shape(0));
+        require_batch_fits(B, "X");
         py::array_t<T> dy;
         py::object out = py::reinterpret_borrow<py::object>(out_obj);
         const mlpgrad::BatchGradientsView<T>* view = nullptr;
@@ -415,7 +539,14 @@ class MLP {
                     throw py::value_error("dy has shape " + shape_string(dy) + " but X holds " + std::to_string(B) +
                                           " examples; expected " + shape_string({B}));
             }
-            view = &out_or_new(m, out, B).template views<T>().batch;
+            const GradientsObject& g = out_or_new(m, out, B);
+            view = &g.template views<T>().batch;
+            // dy is still read while gradients are written: a dy that aliases an out array is read from a copy.
+            if (dy_obj && !dy_obj.is_none() && g.overlaps(byte_range(dy))) {
+                py::array_t<T> copy(static_cast<py::ssize_t>(B));
+                std::memcpy(copy.mutable_data(), dy.data(), B * sizeof(T));
+                dy = std::move(copy);
+            }
         }
         py::array_t<T> yhat(static_cast<py::ssize_t>(B));
         auto& tape = m.state().batch_tape;
@@ -435,6 +566,7 @@ class MLP {
     DType dtype_ = DType::float64;
     std::uint64_t id_ = 0;
     std::size_t work_per_example_ = 0;
+    std::size_t max_batch_ = 0;  // the largest B whose batch tape fits (batch_limit)
     std::variant<std::unique_ptr<Model<float>>, std::unique_ptr<Model<double>>> model_;
 };
 
