@@ -171,8 +171,8 @@ MLPGRAD_NOINLINE void gemm_block(Operand<T> A, std::size_t r0, MatrixView<const 
         MLPGRAD_UNROLL
         for (std::size_t c = 0; c < C; ++c) acc[r][c] = Vec<T>::zero();
     }
-    const T* x = X.row(0) + b0;
-    for (std::size_t k = 0; k < depth; ++k, x += X.cols) {
+    for (std::size_t k = 0; k < depth; ++k) {
+        const T* x = X.row(k) + b0;  // (formed inside the loop: X may be empty and null when depth == 0)
         Vec<T> xv[C];
         MLPGRAD_UNROLL
         for (std::size_t c = 0; c < C; ++c) {
