@@ -392,3 +392,13 @@ def rng():
 @pytest.fixture(params=DTYPES, ids=["float32", "float64"])
 def dtype(request):
     return request.param
+
+
+def under_asan() -> bool:
+    """Whether this process runs with AddressSanitizer preloaded (.ci/reliability.sh)."""
+    try:
+        with open("/proc/self/maps") as f:
+            maps = f.read()
+    except OSError:
+        return False
+    return "libasan" in maps or "libclang_rt.asan" in maps

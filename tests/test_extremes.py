@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 
 import mlpgrad
-from conftest import make_network
+from conftest import make_network, under_asan
 
 DTYPES = (np.float32, np.float64)
 ALL_ACTS = ("relu", "leaky_relu", "tanh", "sigmoid", "softplus", "identity")
@@ -483,16 +483,8 @@ def test_sizes_refused_before_any_allocation_or_read():
         assert "too large" in r["message"] or "64 bits" in r["message"], f"{case}: {r}"
 
 
-def _under_asan() -> bool:
-    try:
-        with open("/proc/self/maps") as f:
-            maps = f.read()
-    except OSError:
-        return False
-    return "libasan" in maps or "libclang_rt.asan" in maps
 
-
-@pytest.mark.skipif(_under_asan(), reason="AddressSanitizer's operator new reports out-of-memory and aborts "
+@pytest.mark.skipif(under_asan(), reason="AddressSanitizer's operator new reports out-of-memory and aborts "
                                           "instead of throwing std::bad_alloc")
 def test_failed_tape_allocation_raises_memory_error():
     res = run_isolated("""

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import mlpgrad
-from conftest import make_inputs, make_network, out_spec
+from conftest import make_inputs, make_network, out_spec, under_asan
 
 N = int(os.environ.get("MLPGRAD_LEAK_CALLS", "1000"))
 WARMUP = max(200, N // 10)
@@ -29,16 +29,8 @@ ACTS = ["tanh", "relu"]
 B = 8
 
 
-def _under_asan() -> bool:
-    try:
-        with open("/proc/self/maps") as f:
-            maps = f.read()
-    except OSError:
-        return False
-    return "libasan" in maps or "libclang_rt.asan" in maps
 
-
-UNDER_ASAN = _under_asan()
+UNDER_ASAN = under_asan()
 HAVE_PROC = os.path.exists("/proc/self/statm")
 
 
