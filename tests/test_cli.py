@@ -1,6 +1,9 @@
 """Tests for ``python -m mlpgrad`` (mlpgrad.cli): the demo's output, exit codes and option errors."""
 
+import importlib.metadata
+import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -108,6 +111,23 @@ def test_help(capsys):
     assert cli.main(["demo", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--width" in out and "--activation" in out
+
+
+def test_version(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"mlpgrad {mlpgrad.__version__}\n"
+    assert mlpgrad.__version__ == importlib.metadata.version("mlpgrad")  # the core's and the package's agree
+
+
+def test_version_from_the_command_line():
+    """``python -m mlpgrad --version`` and the installed ``mlpgrad`` script (next to this interpreter)."""
+    commands = [[sys.executable, "-m", "mlpgrad", "--version"]]
+    script = shutil.which("mlpgrad", path=os.path.dirname(sys.executable))
+    if script is not None:
+        commands.append([script, "--version"])
+    for command in commands:
+        done = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", timeout=120)
+        assert (done.returncode, done.stdout, done.stderr) == (0, f"mlpgrad {mlpgrad.__version__}\n", ""), command
 
 
 def test_python_dash_m():

@@ -167,8 +167,11 @@ _SUBCOMMANDS = [_add_demo, _add_bench]
 
 def build_parser():
     """Return ``(parser, subparsers)`` for ``python -m mlpgrad`` (one subparser per command)."""
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="python -m mlpgrad",
                                      description="mlpgrad: backpropagation for dense networks")
+    parser.add_argument("--version", action="version", version=f"mlpgrad {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in _SUBCOMMANDS:
         add(sub)
