@@ -58,6 +58,21 @@ def test_demo_float32(capsys, activation):
     assert "vs oracle" in out and "OK" in out
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_demo_depth_zero(capsys, dtype):
+    """T = 0 is a valid network, ŷ = αᵀx: no weight gradients to check, α and x checked as usual."""
+    assert cli.main(["demo", "-K", "5", "-T", "0", "--dtype", dtype]) == 0
+    out = capsys.readouterr().out
+    assert f"K = 5, T = 0, relu, {dtype}, 5 parameters" in out and "OK" in out
+    _, alpha, x = cli._network(5, 0, np.dtype(dtype), 0)
+    got, oracle = _yhat_line(out)
+    expected = float(alpha.astype(np.float64) @ x.astype(np.float64))
+    assert got == pytest.approx(expected, rel=1e-6) and oracle == pytest.approx(expected, rel=1e-15)
+    rows = re.findall(r"[│|] (ŷ|∂ŷ/∂\w+)\s+[│|]\s+(\S+) [│|]\s+(\S*)", out)
+    assert [r[0] for r in rows] == ["ŷ", "∂ŷ/∂alpha", "∂ŷ/∂x"]
+    assert "(5 of 5)" in out  # every entry of α and x checked by finite differences
+
+
 def test_demo_reports_wrong_gradients(capsys, monkeypatch):
     real_mlp = mlpgrad.MLP
 
@@ -87,7 +102,7 @@ def test_demo_reports_wrong_gradients(capsys, monkeypatch):
     "argv, message",
     [
         (["demo", "-K", "0"], "-K/--width: expected a positive integer, got 0"),
-        (["demo", "-T", "-2"], "-T/--depth: expected a positive integer, got -2"),
+        (["demo", "-T", "-2"], "-T/--depth: expected a non-negative integer, got -2"),
         (["demo", "--width", "eight"], "expected a positive integer, got 'eight'"),
         (["demo", "--seed", "-1"], "--seed: expected a non-negative integer"),
         (["demo", "--dtype", "float16"], "invalid choice: 'float16'"),

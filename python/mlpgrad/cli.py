@@ -68,7 +68,8 @@ def _add_demo(subparsers):
         "differences, and time mlpgrad, NumPy and the oracle. Exit code 1 if a check fails.",
     )
     p.add_argument("-K", "--width", type=_positive_int, default=64, help="layer width K (default: 64)")
-    p.add_argument("-T", "--depth", type=_positive_int, default=4, help="number of layers T (default: 4)")
+    p.add_argument("-T", "--depth", type=_nonnegative_int, default=4,
+                   help="number of layers T (default: 4; 0 is the network ŷ = αᵀx)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="default: float64")
     p.add_argument("--activation", choices=ACTIVATIONS, default="relu", help="default: relu")
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default: 0)")
@@ -239,6 +240,8 @@ def _finite_differences(forward, weights, alpha, x, grads, seed):
     for name, (params, gs) in groups.items():
         sizes = [p.size for p in params]
         total = sum(sizes)
+        if total == 0:  # no weights at depth T = 0
+            continue
         flat = rng.choice(total, size=min(total, FD_SAMPLE[name]), replace=False)
         layer = np.searchsorted(np.cumsum(sizes), flat, side="right")
         offsets = np.concatenate([[0], np.cumsum(sizes)])
@@ -275,13 +278,11 @@ def _demo(args, console) -> int:
     w_lists, a_list, x_list = [w.tolist() for w in weights], alpha.tolist(), x.tolist()
     ryhat, ref = reference.value_and_grad(w_lists, a_list, x_list, activation=act)
     y_scale = float(np.abs(alpha.astype(np.float64)) @ np.abs(np.asarray(ref.alpha)))  # sum |alpha_i z_i^T|
-    oracle = {
-        "ŷ": abs(yhat - ryhat) / max(y_scale, np.finfo(np.float64).tiny),
-        "∂ŷ/∂weights": _rel(np.concatenate([np.ravel(g) for g in grads.weights]),
-                            np.concatenate([np.ravel(g) for g in ref.weights])),
-        "∂ŷ/∂alpha": _rel(grads.alpha, ref.alpha),
-        "∂ŷ/∂x": _rel(grads.x, ref.x),
-    }
+    oracle = {"ŷ": abs(yhat - ryhat) / max(y_scale, np.finfo(np.float64).tiny)}
+    if T:  # T = 0 has no weights
+        oracle["∂ŷ/∂weights"] = _rel(np.concatenate([np.ravel(g) for g in grads.weights]),
+                                     np.concatenate([np.ravel(g) for g in ref.weights]))
+    oracle.update({"∂ŷ/∂alpha": _rel(grads.alpha, ref.alpha), "∂ŷ/∂x": _rel(grads.x, ref.x)})
     w64, a64, x64 = [w.astype(np.float64) for w in weights], alpha.astype(np.float64), x.astype(np.float64)
     net64 = mlpgrad.MLP(w64, a64, activation=act)  # uses w64 and a64 themselves (zero copy)
     fd = _finite_differences(lambda: net64.forward(x64), w64, a64, x64, grads, args.seed + 1)
