@@ -284,6 +284,55 @@ def test_cli_plot_writes_png(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+def _linear_run() -> GridRun:
+    """mlpgrad's times exactly 3 ns per edge from T·K² = 4,096 on (so its fit lies on its own line), NumPy's 10×."""
+    sizes = [(4, 4), (16, 4), (32, 4), (64, 4), (128, 4), (256, 4), (64, 1), (128, 1)]
+    results = [CellResult(Cell("single", "float64", K, T), {"mlpgrad": Outcome("timed", ns=3.0 * max(T * K * K, 4096)),
+                                                            "numpy": Outcome("timed", ns=30.0 * T * K * K + 5e4)})
+               for K, T in sizes]
+    peers = [PeerInfo("mlpgrad", "mlpgrad", "", "available"), PeerInfo("numpy", "NumPy", "", "available")]
+    return GridRun(peers, results, {"threads": 1, "activation": "relu"})
+
+
+def test_plot_draws_the_fit_line_visibly():
+    """The dashed fit the legend lists is drawn over the range it was fitted on and can be seen where it lies on
+    mlpgrad's own line: a dark line on top, found in the rendered pixels along its whole length."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.colors
+    import matplotlib.pyplot as plt
+
+    from mlpgrad.bench import plot as plot_mod
+
+    fig = plot_mod.figure(_linear_run())
+    try:
+        ax = fig.axes[0]
+        fits = [line for line in ax.get_lines() if line.get_label().startswith("mlpgrad's fit")]
+        assert len(fits) == 1
+        fit = fits[0]
+        assert fit.get_label() in [t.get_text() for t in ax.get_legend().get_texts()]
+        x, y = (np.asarray(v, float) for v in fit.get_data())
+        assert x.tolist() == [4096.0, 4 * 256.0**2]  # the fitted cells' range
+        np.testing.assert_allclose(y, 3.0 * x, rtol=1e-9)  # the fit of exactly linear times
+        (x_lo, x_hi), (y_lo, y_hi) = ax.get_xlim(), ax.get_ylim()
+        assert x_lo < x.min() and x.max() < x_hi and y_lo < y.min() and y.max() < y_hi
+        ours = next(line for line in ax.get_lines() if line.get_label().startswith("mlpgrad (slope"))
+        assert matplotlib.colors.to_rgb(fit.get_color()) != matplotlib.colors.to_rgb(ours.get_color())
+        assert fit.get_zorder() > max(line.get_zorder() for line in ax.get_lines() if line is not fit)
+
+        fig.canvas.draw()
+        pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(int)
+        height = pixels.shape[0]
+        ts = np.linspace(0.05, 0.95, 40)
+        points = ax.transData.transform(np.column_stack([x[0] * (x[1] / x[0]) ** ts, y[0] * (y[1] / y[0]) ** ts]))
+        dark = 0
+        for px, py in points:
+            col, row = int(round(px)), height - int(round(py))
+            dark += bool((pixels[row - 2:row + 3, col - 2:col + 3].max(axis=-1) < 90).any())
+        assert dark >= 0.6 * len(points), f"the fit line shows at only {dark} of {len(points)} points along it"
+    finally:
+        plt.close(fig)
+
+
 def test_cli_plot_without_matplotlib_fails_before_measuring(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     from mlpgrad.bench import command
