@@ -108,6 +108,19 @@ def _choice_list(choices, what):
     return parse
 
 
+def _network_list(text):
+    """'784-256-256-1,64-64-1' -> [(784, 256, 256, 1), (64, 64, 1)]: positive widths ending in the output's 1."""
+    one = _int_at_least(1, "width")
+    try:
+        nets = [tuple(one(k) for k in net.split("-")) for net in text.split(",") if net.strip()]
+    except argparse.ArgumentTypeError:
+        nets = []
+    if not nets or any(len(net) < 2 or net[-1] != 1 for net in nets):
+        raise argparse.ArgumentTypeError(f"expected comma-separated networks of positive widths ending in 1 "
+                                         f"(e.g. 784-256-256-1), got {text!r}")
+    return nets
+
+
 def _add_bench(subparsers):
     from .bench.peers import PEERS
 
@@ -122,6 +135,13 @@ def _add_bench(subparsers):
         "--targets measures the performance floors of the core instead.",
     )
     p.add_argument("--targets", action="store_true", help="measure the performance floors of the core instead")
+    p.add_argument("--training-step", action="store_true",
+                   help="time one training step (value and gradient of Σ_b ŷ_b, ReLU, no biases) of the networks "
+                   "of issue 10 instead, with and without ∂x, peers at their default threads and on one thread, "
+                   "in GFLOP/s and as a fraction of a peak measured in the same run")
+    p.add_argument("--networks", type=_network_list, metavar="K0-...-1,...",
+                   help="with --training-step: the networks' widths, ending in 1 (default: 784-256-256-1,"
+                   "64-64-64-64-1,256-256-256-256-256-1)")
     p.add_argument("--quick", action="store_true",
                    help="a small grid that runs in under 30 s (with --targets: skip the K = 1024/2048 cases)")
     p.add_argument("--json", metavar="FILE", help="also write every measurement and the machine as JSON")
@@ -150,6 +170,18 @@ def _add_bench(subparsers):
 
 
 def _check_bench(args, parser):
+    if args.targets and args.training_step:
+        parser.error("--targets and --training-step: choose one")
+    if args.training_step:
+        square_grid_only = {"--plot": args.plot, "--widths": args.widths, "--depths": args.depths,
+                            "--threads": args.threads != 1, "--activation": args.activation != "relu",
+                            "--peers oracle": args.peers and "oracle" in args.peers}
+        given = [name for name, value in square_grid_only.items() if value not in (None, False)]
+        if given:
+            parser.error(f"{', '.join(given)}: not applicable with --training-step (ReLU networks given by "
+                         "--networks; peers at their default threads and at one thread; no oracle)")
+    elif args.networks:
+        parser.error("--networks: only with --training-step")
     if args.targets:
         grid_only = {"--plot": args.plot, "--markdown": args.markdown, "--peers": args.peers,
                      "--widths": args.widths, "--depths": args.depths, "--batch-sizes": args.batch_sizes,
@@ -343,6 +375,10 @@ def _demo(args, console) -> int:
 
 # ----------------------------------------------------------------------------- bench
 def _bench(args, console) -> int:
+    if args.training_step:
+        from .bench.training_report import run_command
+
+        return run_command(args, console)
     if not args.targets:
         from .bench.command import run
 
