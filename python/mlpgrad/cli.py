@@ -12,8 +12,9 @@ against central finite differences, and times the core against the NumPy peer
 (:mod:`mlpgrad.numpy_backprop`) and the oracle.
 
 ``bench`` times mlpgrad against every installed peer on a grid of sizes (:mod:`mlpgrad.bench.command`:
-NumPy, the oracle, PyTorch, JAX; gradients checked first), or with ``--targets`` measures the performance
-floors of the core (:mod:`mlpgrad.bench.targets`).
+NumPy, the oracle, PyTorch, JAX; gradients checked first), with ``--targets`` measures the performance
+floors of the core (:mod:`mlpgrad.bench.targets`), with ``--training-step`` times one training step of
+mini-batch networks (:mod:`mlpgrad.bench.training_step`).
 """
 from __future__ import annotations
 
