@@ -523,6 +523,7 @@ def test_cli_training_step_writes_tables_json_and_markdown(tmp_path, capsys):
         (["bench", "--training-step", "--widths", "4"], "--widths: not applicable with --training-step"),
         (["bench", "--training-step", "--threads", "2"], "--threads: not applicable with --training-step"),
         (["bench", "--training-step", "--peers", "oracle"], "--peers oracle: not applicable with --training-step"),
+        (["bench", "--training-step", "--batch-sizes", "none"], "--batch-sizes none: not applicable with"),
         (["bench", "--networks", "4-1"], "--networks: only with --training-step"),
         (["bench", "--training-step", "--networks", "4-3"], "networks of positive widths ending in 1"),
         (["bench", "--training-step", "--networks", "4-0-1"], "networks of positive widths ending in 1"),

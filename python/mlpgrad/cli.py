@@ -176,7 +176,8 @@ def _check_bench(args, parser):
     if args.training_step:
         square_grid_only = {"--plot": args.plot, "--widths": args.widths, "--depths": args.depths,
                             "--threads": args.threads != 1, "--activation": args.activation != "relu",
-                            "--peers oracle": args.peers and "oracle" in args.peers}
+                            "--peers oracle": args.peers and "oracle" in args.peers,
+                            "--batch-sizes none": args.batch_sizes == []}
         given = [name for name, value in square_grid_only.items() if value not in (None, False)]
         if given:
             parser.error(f"{', '.join(given)}: not applicable with --training-step (ReLU networks given by "
