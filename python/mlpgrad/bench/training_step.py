@@ -22,6 +22,7 @@ import json
 import math
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from types import SimpleNamespace
@@ -36,7 +37,7 @@ from .timing import time_side_by_side
 
 __all__ = ["NETWORKS", "BATCHES", "DTYPES", "Cell", "Problem", "Measurement", "Peak", "SettingRun", "TrainingStepRun",
            "make_problem", "flops", "fma_peak", "PEAK_REPEATS", "training_peers", "run_training_step", "run_settings",
-           "mlpgrad_gradients", "mlpgrad_computes_x", "ratio", "peak_fraction", "THREAD_SETTINGS", "MLPGRAD_COMPUTES_X",
+           "mlpgrad_gradients", "ratio", "peak_fraction", "THREAD_SETTINGS", "MLPGRAD_COMPUTES_X",
            "STEP_PEERS", "cells"]
 
 #: The grid of issue 10: widths K_0-…-K_T-1 (the trailing 1 is ŷ), batch sizes, dtypes, with/without ∂X.
@@ -159,13 +160,9 @@ def fma_peak(dtype: str, threads: Optional[int]) -> Peak:
 # ----------------------------------------------------------------------------- the peers
 def mlpgrad_gradients(net, problem: Problem):
     """mlpgrad's ``out`` buffers for a cell. The one place that changes when parameter-only gradients exist
-    (``net.new_gradients(batch=B, x=problem.cell.input_grad)``): until then mlpgrad computes ∂x in every cell."""
+    (``net.new_gradients(batch=B, x=problem.cell.input_grad)``): until then mlpgrad computes ∂x in every cell,
+    and the cells without ∂x are marked as such because these buffers have an ``x``."""
     return net.new_gradients(batch=problem.batch)
-
-
-def mlpgrad_computes_x(cell: Cell) -> bool:
-    """Whether mlpgrad does the ∂x product in ``cell`` (see :func:`mlpgrad_gradients`)."""
-    return True
 
 
 def _sum_result(problem: Problem, yhat, weights, alpha, x) -> Result:
@@ -183,6 +180,7 @@ class MlpgradStep(MlpgradPeer):
 
         net = mlpgrad.MLP(problem.weights, problem.alpha, problem.activation)
         out, x, dy = mlpgrad_gradients(net, problem), problem.x, problem.dy
+        self.computes_x = getattr(out, "x", None) is not None  # read by the cell's Measurement
         return lambda: net.value_and_grad_batch(x, dy, out=out)
 
     def result(self, problem, out):
@@ -370,7 +368,7 @@ def _run_cell(problem: Problem, active, infos, repeats, run_ns) -> dict:
     ref_call = ref_peer.bind(problem)
     ref = ref_peer.result(problem, ref_call())
     calls = {ref_peer.name: ref_call}
-    computes_x = mlpgrad_computes_x(cell)
+    computes_x = getattr(ref_peer, "computes_x", cell.input_grad)
     out[ref_peer.name] = Measurement("timed", flops=flops(cell.widths, cell.B, computes_x), check=0.0,
                                      computes_x=computes_x)
     # check() scales ŷ by Σ|α_i ∂/∂α_i| / Σ|dy|: the sum Σ_b ŷ_b is one output of seed dy = 1
@@ -430,20 +428,23 @@ def run_settings(cells_, peer_names=None, *, thread_settings=THREAD_SETTINGS, re
     for k, threads in enumerate(thread_settings):
         spec = {"cells": [asdict(c) for c in cells_], "peers": peer_names, "threads": threads, "repeats": repeats,
                 "run_ns": run_ns, "seed": seed}
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(spec)], stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, encoding="utf-8")
-        other = []
         label = "default threads" if threads is None else f"{threads} thread{'s' if threads != 1 else ''}"
-        for line in proc.stderr:  # stdout is read once the child is done: it holds one JSON document
-            if line.startswith(_PROGRESS):
-                done, _, what = line[len(_PROGRESS):].rstrip("\n").split(" ", 2)
-                report(k * len(cells_) + int(done), total, f"{label}: {what}")
-            else:
-                other.append(line)
-        stdout = proc.stdout.read()
-        if proc.wait() != 0:
-            raise RuntimeError(f"the {label} measurement failed (exit code {proc.returncode}):\n{''.join(other[-20:])}")
-        settings.append(SettingRun.from_dict(json.loads(stdout)))
+        # the JSON goes to a file, not a pipe: a pipe that nobody reads while we follow stderr could fill and stall
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as stdout:
+            proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(spec)], stdout=stdout,
+                                    stderr=subprocess.PIPE, text=True, encoding="utf-8")
+            other = []
+            for line in proc.stderr:
+                if line.startswith(_PROGRESS):
+                    done, _, what = line[len(_PROGRESS):].rstrip("\n").split(" ", 2)
+                    report(k * len(cells_) + int(done), total, f"{label}: {what}")
+                else:
+                    other.append(line)
+            if proc.wait() != 0:
+                raise RuntimeError(f"the {label} measurement failed (exit code {proc.returncode}):\n"
+                                   f"{''.join(other[-20:])}")
+            stdout.seek(0)
+            settings.append(SettingRun.from_dict(json.load(stdout)))
     report(total, total, "done")
     return TrainingStepRun(settings, {"repeats": repeats, "run_ns": run_ns, "seed": seed})
 
