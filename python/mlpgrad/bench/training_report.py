@@ -7,8 +7,9 @@ import json
 from dataclasses import asdict
 from typing import Optional
 
-from .training_step import (BATCHES, DTYPES, MLPGRAD_COMPUTES_X, NETWORKS, STEP_PEERS, THREAD_SETTINGS, Measurement,
-                            Peak, SettingRun, TrainingStepRun, cells, peak_fraction, ratio, run_settings)
+from .report import fmt_speedup, fmt_time, machine
+from .training_step import (BATCHES, DTYPES, MLPGRAD_COMPUTES_X, NETWORKS, THREAD_SETTINGS, Measurement, Peak,
+                            SettingRun, TrainingStepRun, cells, peak_fraction, ratio, run_settings)
 
 __all__ = ["SCHEMA", "render", "to_markdown", "to_json", "run_command"]
 
@@ -28,22 +29,19 @@ def _cell_text(m: Measurement, peak: Peak, markup: bool) -> str:
         return f"[red]{m.status}[/red]" if markup else f"**{m.status}**"
     if m.ns is None:
         return "–"
-    from .report import fmt_time
-
     frac = peak_fraction(m, peak)
     rate = f"{m.gflops:.3g} GFLOP/s" + (f", {100 * frac:.0f} %" if frac is not None else "")
     return f"{fmt_time(m.ns)} [dim]{rate}[/dim]" if markup else f"{fmt_time(m.ns)} ({rate})"
 
 
 def _rows(run: SettingRun, markup: bool):
-    from .report import fmt_speedup
-
+    labels = {p.name: p.label for p in run.peers}
     for cell, ms in run.results:
         dx = "yes" if cell.input_grad else ("no †" if ms["mlpgrad"].computes_x else "no")
         row = [cell.name, str(cell.B), cell.dtype, dx]
         row += [_cell_text(ms[p.name], run.peaks[cell.dtype], markup) for p in _columns(run)]
         fastest, r = run.fastest_peer(ms), ratio(ms, run)
-        row.append("–" if r is None else f"{fmt_speedup(r)} ({STEP_PEERS[fastest[0]].label})")
+        row.append("–" if r is None else f"{fmt_speedup(r)} ({labels[fastest[0]]})")
         yield row
 
 
@@ -55,8 +53,6 @@ def _footer(result: TrainingStepRun, markup: bool) -> list:
     import datetime
 
     from rich.markup import escape
-
-    from .report import fmt_time, machine
 
     esc = escape if markup else (lambda text: text)
     o = result.options
@@ -121,8 +117,6 @@ def to_markdown(result: TrainingStepRun) -> str:
 
 def to_json(result: TrainingStepRun, command: Optional[str] = None) -> dict:
     import datetime
-
-    from .report import machine
 
     records = []
     for run in result.settings:
