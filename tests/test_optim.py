@@ -327,7 +327,7 @@ def test_gradients_of_another_network_are_refused_before_any_write():
                                          r"has shape \(3, 7\)"):
         opt.step(wider.new_gradients())
     shallow = mlpgrad.MLP(*make_network(np.random.default_rng(0), (70, 3), np.float64))
-    with pytest.raises(ValueError, match=r"grads holds gradients for \(1 weight matrices, alpha\) but the network "
+    with pytest.raises(ValueError, match=r"grads holds gradients for \(1 weight matrix, alpha\) but the network "
                                          r"has parameters \(3 weight matrices, alpha\)"):
         opt.step(shallow.new_gradients())
     single = mlpgrad.MLP(*make_network(np.random.default_rng(0), WIDTHS, np.float32))

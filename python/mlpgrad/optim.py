@@ -97,9 +97,9 @@ def _parameters(net, grads=None) -> List[Tuple[str, np.ndarray, Optional[np.ndar
 def _describe(names: Sequence[str]) -> str:
     weights = sum(n.startswith("weights[") for n in names)
     biases = sum(n.startswith("biases[") for n in names)
-    parts = [f"{weights} weight matrices", "alpha"]
+    parts = [f"{weights} weight matri{'x' if weights == 1 else 'ces'}", "alpha"]
     if biases:
-        parts.append(f"{biases} biases")
+        parts.append(f"{biases} bias{'' if biases == 1 else 'es'}")
     if "output_bias" in names:
         parts.append("output_bias")
     return "(" + ", ".join(parts) + ")"
@@ -167,10 +167,7 @@ class _Optimizer:
         pairs = self._pairs(grads)  # every check before any write
         self.steps += 1
         for name, p, g in pairs:
-            self._update(p, g, self.state[name], self.steps)
-
-    def _update(self, param: np.ndarray, grad: np.ndarray, state: Dict[str, np.ndarray], step: int) -> None:
-        raise NotImplementedError
+            self._update(p, g, self.state[name], self.steps)  # the subclass's kernel call
 
 
 class SGD(_Optimizer):
