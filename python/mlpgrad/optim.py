@@ -118,7 +118,11 @@ def _flag(name: str, value) -> bool:
 
 
 class _Optimizer:
-    """What SGD and Adam share: the network's parameters, the step count, the check of ``grads``."""
+    """What SGD and Adam share: the network's parameters, the step count, the check of ``grads``.
+
+    A subclass gives ``_kernel`` (the binding's update of one array), ``_state_arguments(state)`` (its state
+    arrays for one parameter, in the kernel's order) and ``_options()`` (its hyperparameters, in order).
+    """
 
     _state_names: Tuple[str, ...] = ()
 
@@ -133,7 +137,7 @@ class _Optimizer:
             name: {field: np.zeros_like(p) for field in self._state_names} for name, p in self._params}
         #: The number of steps taken so far.
         self.steps = 0
-        self._checked: Optional[Tuple[Any, List[Tuple[str, np.ndarray, np.ndarray]]]] = None
+        self._checked: Optional[Tuple[Any, list, List[tuple]]] = None
 
     def _require_separate_parameters(self) -> None:
         # Parameters that share memory (tied weights) would be updated twice, from inconsistent values.
@@ -143,10 +147,11 @@ class _Optimizer:
                     raise ValueError(f"the network's {name_a} and {name_b} share memory; an optimiser updates each "
                                      "parameter array on its own and needs them separate")
 
-    def _pairs(self, grads) -> List[Tuple[str, np.ndarray, np.ndarray]]:
-        """(name, parameter, gradient) for every parameter, checked once per Gradients object."""
+    def _calls(self, grads) -> List[tuple]:
+        """The kernel's array arguments for every parameter, (param, grad, *state), checked: once per
+        Gradients object for what cannot change, on every step for writeability."""
         if self._checked is not None and self._checked[0] is grads:
-            pairs = self._checked[1]
+            pairs, calls = self._checked[1], self._checked[2]
         else:
             pairs = _parameters(self.net, grads)
             for name, p, g in pairs:
@@ -154,20 +159,22 @@ class _Optimizer:
                     if np.may_share_memory(g, q) and np.shares_memory(g, q):
                         raise ValueError(f"grads.{name} shares memory with the network's {other_name}; gradients "
                                          "must not be written over the parameters")
+            calls = [(p, g) + self._state_arguments(self.state[name]) for name, p, g in pairs]
             # A Gradients object's arrays are fixed at construction, so the check holds for its lifetime
             # (kept alive here, so that its identity cannot be reused).
-            self._checked = (grads, pairs) if isinstance(grads, _core.Gradients) else None
+            self._checked = (grads, pairs, calls) if isinstance(grads, _core.Gradients) else None
         for name, p, _ in pairs:
             if not p.flags.writeable:
                 raise ValueError(f"the network's {name} is read-only; the optimiser updates it in place")
-        return pairs
+        return calls
 
     def step(self, grads) -> None:
         """Update every parameter array of the network in place from ``grads`` (a ``Gradients``)."""
-        pairs = self._pairs(grads)  # every check before any write
+        calls = self._calls(grads)  # every check before any write
         self.steps += 1
-        for name, p, g in pairs:
-            self._update(p, g, self.state[name], self.steps)  # the subclass's kernel call
+        kernel, options, step = self._kernel, self._options(), self.steps
+        for arrays in calls:
+            kernel(*arrays, *options, step)
 
 
 class SGD(_Optimizer):
@@ -202,9 +209,14 @@ class SGD(_Optimizer):
         _core._sgd_check(value, self.momentum, self.nesterov, self.weight_decay)
         self._lr = value
 
-    def _update(self, param, grad, state, step) -> None:
-        _core._sgd_update(param, grad, state.get("velocity"), self._lr, self.momentum, self.nesterov,
-                          self.weight_decay, step)
+    _kernel = staticmethod(_core._sgd_update)
+
+    @staticmethod
+    def _state_arguments(state):
+        return (state.get("velocity"),)  # None without momentum
+
+    def _options(self):
+        return self._lr, self._momentum, self._nesterov, self._weight_decay
 
     def __repr__(self) -> str:
         return (f"mlpgrad.optim.SGD(lr={self._lr}, momentum={self.momentum}, nesterov={self.nesterov}, "
@@ -250,9 +262,14 @@ class Adam(_Optimizer):
         _core._adam_check(value, *self.betas, self.eps, self.weight_decay, self.decoupled)
         self._lr = value
 
-    def _update(self, param, grad, state, step) -> None:
-        _core._adam_update(param, grad, state["m"], state["v"], self._lr, self.betas[0], self.betas[1], self.eps,
-                           self.weight_decay, self.decoupled, step)
+    _kernel = staticmethod(_core._adam_update)
+
+    @staticmethod
+    def _state_arguments(state):
+        return state["m"], state["v"]
+
+    def _options(self):
+        return self._lr, self._betas[0], self._betas[1], self._eps, self._weight_decay, self._decoupled
 
     def __repr__(self) -> str:
         return (f"mlpgrad.optim.Adam(lr={self._lr}, betas={self.betas}, eps={self.eps}, "
