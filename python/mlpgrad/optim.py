@@ -132,7 +132,8 @@ class _Optimizer:
         self.net = net
         self._params = [(name, p) for name, p, _ in _parameters(net)]
         self._require_separate_parameters()
-        #: state[name][field]: the optimiser's arrays for parameter `name` (e.g. state["weights[0]"]["m"]).
+        #: state[name][field]: the optimiser's arrays for parameter `name` (e.g. state["weights[0]"]["m"]);
+        #: every step uses these very arrays, so change them in place if at all (np.copyto), never rebind them.
         self.state: Dict[str, Dict[str, np.ndarray]] = {
             name: {field: np.zeros_like(p) for field in self._state_names} for name, p in self._params}
         #: The number of steps taken so far.
