@@ -7,9 +7,11 @@ import types
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import mlpgrad
-from conftest import make_network
+from conftest import hyp, make_network
 from mlpgrad import losses, optim
 
 DTYPES = (np.float32, np.float64)
@@ -129,6 +131,43 @@ def test_adam_steps_are_the_textbook_bit_for_bit(dtype, options):
         for name, m_, v_ in zip(opt.state, m, v):
             assert_bitwise_equal(opt.state[name]["m"], m_, f"step {t} m of {name}")
             assert_bitwise_equal(opt.state[name]["v"], v_, f"step {t} v of {name}")
+
+
+@given(st.sampled_from(DTYPES), st.integers(1, 40), st.integers(1, 4), st.integers(0, 2**32 - 1),
+       st.floats(0, 1), st.sampled_from([0.0, 0.5, 0.9, 0.99]), st.booleans(), st.sampled_from([0.0, 1e-4, 0.1]),
+       st.sampled_from([-6.0, 0.0, 6.0]))
+@hyp(60)
+def test_sgd_is_the_textbook_for_any_options(dtype, n, steps, seed, lr, momentum, nesterov, weight_decay, magnitude):
+    nesterov = nesterov and momentum != 0
+    rng = np.random.default_rng(seed)
+    theta = (rng.standard_normal(n) * 10.0 ** magnitude).astype(dtype)
+    net = mlpgrad.MLP([], theta)
+    opt = optim.SGD(net, lr, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay)
+    expected, b = theta.copy(), np.zeros_like(theta)
+    for t in range(1, steps + 1):
+        g = (rng.standard_normal(n) * 10.0 ** magnitude).astype(dtype)
+        opt.step(mlpgrad.Gradients([], g, np.zeros(n, dtype)))
+        textbook_sgd(expected, g, b, t, lr, momentum, nesterov, weight_decay)
+        assert_bitwise_equal(theta, expected, f"step {t}")
+
+
+@given(st.sampled_from(DTYPES), st.integers(1, 40), st.integers(1, 4), st.integers(0, 2**32 - 1),
+       st.floats(0, 1), st.floats(0, 0.999), st.floats(0, 0.9999), st.sampled_from([0.0, 1e-8, 1e-3]),
+       st.sampled_from([0.0, 1e-4, 0.1]), st.booleans(), st.sampled_from([-6.0, 0.0, 6.0]))
+@hyp(60)
+def test_adam_is_the_textbook_for_any_options(dtype, n, steps, seed, lr, beta1, beta2, eps, weight_decay, decoupled,
+                                               magnitude):
+    rng = np.random.default_rng(seed)
+    theta = (rng.standard_normal(n) * 10.0 ** magnitude).astype(dtype)
+    net = mlpgrad.MLP([], theta)
+    opt = optim.Adam(net, lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay, decoupled=decoupled)
+    expected, m, v = theta.copy(), np.zeros_like(theta), np.zeros_like(theta)
+    for t in range(1, steps + 1):
+        g = (rng.standard_normal(n) * 10.0 ** magnitude).astype(dtype)
+        opt.step(mlpgrad.Gradients([], g, np.zeros(n, dtype)))
+        with np.errstate(all="ignore"):  # eps = 0 with a zero gradient: 0/0, NaN in both
+            textbook_adam(expected, g, m, v, t, lr, beta1, beta2, eps, weight_decay, decoupled)
+        assert_bitwise_equal(theta, expected, f"step {t}")
 
 
 def test_a_fused_multiply_add_would_be_caught():
