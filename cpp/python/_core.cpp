@@ -8,6 +8,7 @@
 #include "fast_call.hpp"
 #include "gradients_object.hpp"
 #include "mlp_object.hpp"
+#include "optim_functions.hpp"
 
 namespace mlpgrad_python {
 namespace {
@@ -154,4 +155,5 @@ sequence of one name per layer (see ``mlpgrad.ACTIVATIONS``).
     forward_batch_sig.intern();
     value_and_grad_batch_sig.intern();
     for (auto& def : fast_methods) add_fast_method(m.attr("MLP"), def);
+    register_optim_functions(m);
 }
