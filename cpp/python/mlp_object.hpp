@@ -46,7 +46,7 @@ py::handle numpy_asarray() {
     return f;
 }
 
-// A read-only input (x, X, dy) as a C-contiguous array of T: used as is when it already is one,
+// A read-only input (x, X, dy) as a C-contiguous, aligned array of T: used as is when it already is one,
 // otherwise converted once. Refuses what is not a real number.
 template <class T>
 py::array_t<T> as_input(py::handle obj, const char* what) {
@@ -65,8 +65,15 @@ py::array_t<T> as_input(py::handle obj, const char* what) {
     const char kind = a.dtype().kind();
     if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
         throw py::type_error(std::string(what) + " has dtype " + dtype_string(a) + "; expected real numbers");
+    // The kernels load whole elements of T, so the copy must be aligned as well as C-ordered (pybind11's
+    // array_t<T, c_style> conversion asks NumPy for C order only and passes a misaligned array through).
     // Not ensure(): it swallows the error of a conversion that fails (MemoryError for a huge array).
-    return py::array_t<T, py::array::c_style | py::array::forcecast>(a);
+    using api = py::detail::npy_api;
+    constexpr int flags =
+        api::NPY_ARRAY_ENSUREARRAY_ | api::NPY_ARRAY_FORCECAST_ | api::NPY_ARRAY_C_CONTIGUOUS_ | api::NPY_ARRAY_ALIGNED_;
+    PyObject* converted = api::get().PyArray_FromAny_(a.ptr(), py::dtype::of<T>().release().ptr(), 0, 0, flags, nullptr);
+    if (!converted) throw py::error_already_set();
+    return py::reinterpret_steal<py::array_t<T>>(converted);
 }
 
 // numpy.complex64 and numpy.clongdouble are not Python complex subclasses, and float() of them only warns
