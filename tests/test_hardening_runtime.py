@@ -24,6 +24,7 @@ import subprocess
 import sys
 import textwrap
 import tracemalloc
+import warnings
 
 import numpy as np
 import pytest
@@ -31,10 +32,21 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import mlpgrad
-from conftest import Snapshot, architectures, build_net, grads_of, make_inputs
+from conftest import Arch, Snapshot, architectures, build_net, grads_of, make_inputs
 
 SCALE = int(os.environ.get("MLPGRAD_FUZZ_SCALE", "1"))
 HERE = os.path.dirname(os.path.abspath(__file__))
+# Tests that may crash the interpreter on a broken build (reallocated arrays) are defined only in a child
+# interpreter, which test_child_targets_in_subprocess starts with this set.
+CHILD = os.environ.get("MLPGRAD_RUNTIME_CHILD") == "1"
+LAST_CALL = os.environ.get("MLPGRAD_RUNTIME_LAST_CALL")
+
+
+def note(call: str):
+    """Records the call about to be made, so that a crash of the child can be reported with it."""
+    if LAST_CALL:
+        with open(LAST_CALL, "w") as f:
+            f.write(call)
 
 
 def fuzz(n: int) -> settings:
@@ -169,3 +181,173 @@ def test_misaligned_input_is_converted_once(case):
     assert nbytes <= extra < 2 * nbytes, \
         f"{method}: a misaligned {argument} of {nbytes} bytes made the call allocate {extra} more bytes " \
         f"(expected one aligned copy)"
+
+
+# =============================================================================================== reallocated arrays
+if not CHILD:
+
+    def test_child_targets_in_subprocess(tmp_path):
+        last_call = tmp_path / "last_call.txt"
+        env = dict(os.environ, MLPGRAD_RUNTIME_CHILD="1", MLPGRAD_RUNTIME_LAST_CALL=str(last_call))
+        cmd = [sys.executable, "-X", "faulthandler", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=",
+               os.path.abspath(__file__)]
+        proc = subprocess.run(cmd, env=env, cwd=os.path.dirname(HERE), capture_output=True, text=True, timeout=900)
+        last = last_call.read_text() if last_call.exists() else "(none recorded)"
+        assert proc.returncode in (0, 1), f"the child died; last call attempted:\n  {last}\n\n{child_report(proc)}"
+        assert proc.returncode == 0, f"child targets failed:\n{child_report(proc)}"
+        assert " passed" in proc.stdout, f"the child ran no tests:\n{child_report(proc)}"
+
+else:
+
+    class Held:
+        """A network and the arrays it and its two out= Gradients (single, batch) hold, with reference results."""
+
+        def __init__(self, arch, batch: int = 3):
+            rng = np.random.default_rng(arch.seed)
+            self.arch = arch
+            self.net, self.weights, self.alpha = build_net(rng, arch.widths, arch.activation_arg, arch.dtype)
+            self.x = make_inputs(rng, arch.widths[0], arch.dtype)
+            self.X = make_inputs(rng, arch.widths[0], arch.dtype, batch)
+            self.dy = rng.standard_normal(batch).astype(arch.dtype)
+            self.g = self.net.new_gradients()
+            self.gb = self.net.new_gradients(batch=batch)
+            self.net.forward(self.x)  # what backward() differentiates: the same pass as every call below records
+            self.reference = {name: snapshot_result(call(self)) for name, call in CALLS.items()}
+            self.original = {key: state_of(a) for key, a in self.arrays().items()}
+
+        def arrays(self):
+            """{(holder, name): array} for every array the binding keeps viewing; holder: net, g or gb."""
+            out = {("net", f"weights[{t}]"): w for t, w in enumerate(self.weights)}
+            out[("net", "alpha")] = self.alpha
+            for holder in ("g", "gb"):
+                g = getattr(self, holder)
+                for t, w in enumerate(g.weights):
+                    out[(holder, f"out.weights[{t}]")] = w
+                out[(holder, "out.alpha")] = g.alpha
+                out[(holder, "out.x")] = g.x
+                for field in ("z", "u"):
+                    for t, a in enumerate(getattr(g, field) or []):
+                        out[(holder, f"out.{field}[{t}]")] = a
+            return out
+
+    def snapshot_result(r):
+        """A call's result as plain copies (Gradients -> grads_of), to compare later results with bit for bit."""
+        if isinstance(r, tuple):
+            return tuple(snapshot_result(v) for v in r)
+        if isinstance(r, mlpgrad.Gradients):
+            return grads_of(r)
+        return np.array(r, copy=True)
+
+    def assert_same_snapshot(got, ref, what):
+        if isinstance(ref, tuple):
+            for i, (g, r) in enumerate(zip(got, ref)):
+                assert_same_snapshot(g, r, f"{what}[{i}]")
+        elif isinstance(ref, np.ndarray):
+            assert same_bits(got, ref), f"{what} differs"
+        else:
+            for name in ("weights", "z", "u"):
+                for t, (ga, ra) in enumerate(zip(getattr(got, name) or [], getattr(ref, name) or [])):
+                    assert same_bits(ga, ra), f"{what}.{name}[{t}] differs"
+            for name in ("alpha", "x"):
+                assert same_bits(getattr(got, name), getattr(ref, name)), f"{what}.{name} differs"
+
+    # Every call that reads the network; the out= ones also write the Gradients named in OUT_OF.
+    CALLS = {
+        "forward": lambda h: h.net.forward(h.x),
+        "value_and_grad": lambda h: h.net.value_and_grad(h.x, 0.5),
+        "value_and_grad out=": lambda h: h.net.value_and_grad(h.x, 0.5, out=h.g),
+        "backward out=": lambda h: h.net.backward(0.5, out=h.g),
+        "forward_batch": lambda h: h.net.forward_batch(h.X),
+        "value_and_grad_batch": lambda h: h.net.value_and_grad_batch(h.X, h.dy),
+        "value_and_grad_batch out=": lambda h: h.net.value_and_grad_batch(h.X, h.dy, out=h.gb),
+    }
+    OUT_OF = {"value_and_grad out=": "g", "backward out=": "g", "value_and_grad_batch out=": "gb"}
+
+    def other_dtype_same_itemsize(a):
+        return np.int64 if a.itemsize == 8 else np.int32
+
+    def other_dtype_half_itemsize(a):
+        return np.float32 if a.itemsize == 8 else np.float16
+
+    # In-place changes to an array the binding holds. Some leave it as it was checked (resize to its own
+    # shape, a square matrix "transposed", read-only network arrays): calls must then go on as before.
+    CHANGES = {
+        "resize grow": lambda a: a.resize(tuple(k + 2 for k in a.shape), refcheck=False),
+        "resize shrink": lambda a: a.resize(tuple(max(k - 1, 0) for k in a.shape), refcheck=False),
+        "resize huge": lambda a: a.resize((1 << 16,) + a.shape[1:], refcheck=False),
+        "resize flat": lambda a: a.resize((a.size,), refcheck=False),
+        "resize same": lambda a: a.resize(a.shape, refcheck=False),
+        "resize to empty": lambda a: a.resize((0,) * a.ndim, refcheck=False),
+        "shape reversed": lambda a: setattr(a, "shape", a.shape[::-1]),
+        "shape extra dim": lambda a: setattr(a, "shape", (1,) + a.shape),
+        "dtype same itemsize": lambda a: setattr(a, "dtype", other_dtype_same_itemsize(a)),
+        "dtype half itemsize": lambda a: setattr(a, "dtype", other_dtype_half_itemsize(a)),
+        "read-only": lambda a: setattr(a.flags, "writeable", False),
+    }
+
+    def state_of(a):
+        return a.ctypes.data, a.shape, a.dtype, a.flags.writeable
+
+    def changed_arrays(held):
+        """{(holder, name)} of the arrays that no longer are as the binding checked them: another buffer, shape
+        or dtype, or (an out array) read-only."""
+        out = set()
+        for key, a in held.arrays().items():
+            before, now = held.original[key], state_of(a)
+            if before[:3] != now[:3] or (key[0] != "net" and not now[3]):
+                out.add(key)
+        return out
+
+    def check_every_call(held, what: str):
+        """Each call is refused with a ValueError naming a changed array it uses, writing nothing, if there is
+        one; otherwise it returns bit for bit what it returned before any change."""
+        changed = changed_arrays(held)
+        snap = Snapshot(held.weights, held.alpha, held.g, held.gb, held.x, held.X, held.dy)
+        for call_name, call in CALLS.items():
+            used = {key for key in changed if key[0] in ("net", OUT_OF.get(call_name))}
+            note(f"{held.arch}: {call_name} after {what}")
+            if not used:
+                assert_same_snapshot(snapshot_result(call(held)), held.reference[call_name], f"{call_name} after {what}")
+                snap = Snapshot(held.weights, held.alpha, held.g, held.gb, held.x, held.X, held.dy)
+                continue
+            with pytest.raises(ValueError) as err:
+                call(held)
+            msg = str(err.value)
+            named = [key for key in used if msg.startswith(key[1] + " ")]
+            assert named, f"{call_name} after {what}: the message names none of {sorted(used)}: {msg}"
+            moved = held.original[named[0]][:3] != state_of(held.arrays()[named[0]])[:3]
+            assert ("resized or reallocated" if moved else "read-only") in msg, f"{call_name} after {what}: {msg}"
+            snap.assert_unchanged(f"{call_name} after {what}: refused, but wrote")
+
+    def change(held, key, how: str) -> bool:
+        """Applies CHANGES[how] to the array `key` and checks every call; False if NumPy refuses the change."""
+        a = held.arrays()[key]
+        before = state_of(a)
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # a deprecated in-place change is not a way to break the binding
+                CHANGES[how](a)
+        except (ValueError, TypeError, AttributeError, DeprecationWarning):
+            return False  # e.g. a shape that the buffer cannot take
+        check_every_call(held, f"{how} of {key[0]} {key[1]}: {before[1:3]} -> {state_of(a)[1:3]}")
+        return True
+
+    @pytest.mark.parametrize("how", list(CHANGES))
+    @pytest.mark.parametrize("target", ["weights[0]", "weights[1]", "alpha", "g out.weights[1]", "g out.alpha",
+                                        "g out.x", "g out.z[0]", "g out.z[2]", "g out.u[1]", "gb out.weights[0]",
+                                        "gb out.alpha", "gb out.x"])
+    @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+    def test_changed_array_is_refused_by_every_call(target, how, dtype):
+        key = tuple(target.split(" ")) if " " in target else ("net", target)
+        held = Held(Arch((3, 4, 2), ("tanh", "relu"), dtype, 11, False))
+        if not change(held, key, how):
+            pytest.skip(f"NumPy does not allow {how!r} on {target}")
+
+    @fuzz(60)
+    @given(arch=architectures(max_depth=3, max_width=5), data=st.data())
+    def test_fuzz_arrays_changed_under_a_network(arch, data):
+        """Random in-place changes, one after another, to the arrays a network and its outs hold."""
+        held = Held(arch, batch=data.draw(st.integers(0, 4), label="batch"))
+        for _ in range(data.draw(st.integers(1, 3), label="changes")):
+            key = data.draw(st.sampled_from(sorted(held.arrays())), label="array")
+            change(held, key, data.draw(st.sampled_from(sorted(CHANGES)), label="change"))

@@ -19,6 +19,7 @@
 #include <variant>
 #include <vector>
 
+#include "array_guard.hpp"
 #include "checks.hpp"
 #include "gradients_object.hpp"
 #include "thread_state.hpp"
@@ -151,6 +152,8 @@ class MLP {
         require_ndim(alpha_, 1, "alpha", "(K_T,)");
         require_layout(alpha_, "alpha");
         activations_ = parse_activations(activation, weights_.size());
+        for (const auto& w : weights_) guards_.emplace_back(w, ArrayGuard::layout_flags);
+        guards_.emplace_back(alpha_, ArrayGuard::layout_flags);
 
         if (dtype_ == DType::float32)
             model_ = make_model<float>();
@@ -316,8 +319,8 @@ class MLP {
             throw py::value_error("out.x has shape " + shape_string({*g->batch(), m.net.width(0)}) + " but X holds " +
                                   std::to_string(*batch) + " examples; expected " +
                                   shape_string({*batch, m.net.width(0)}));
-        // Shapes and aliasing can't change after construction (neither ours nor out's): check them once per
-        // (network, out) pair. Writeability can be flipped by the caller, so it is checked on every call.
+        // Shapes and aliasing can't change after construction (neither ours nor out's) without every later
+        // call refusing them (require_unchanged): check them once per (network, out) pair.
         if (g->checked_against != id_) {
             if (batch)
                 mlpgrad::require_fits(m.net, g->views<T>().batch, *batch);
@@ -329,8 +332,19 @@ class MLP {
             require_disjoint(g->named_arrays(), inputs);
             g->checked_against = id_;
         }
-        g->require_still_writeable();
         return g;
+    }
+
+    // Per call, after the arguments are converted and allocations are done (both may run user code: __array__,
+    // __float__, a finalizer) and just before the core reads the network and writes `out`: refuses arrays that
+    // were reallocated or changed in place since they were checked, which the core's views would misread.
+    void require_unchanged(const GradientsObject* out) const {
+        for (std::size_t i = 0; i < guards_.size(); ++i)
+            if (!guards_[i].unchanged())
+                throw py::value_error((i < weights_.size() ? "weights[" + std::to_string(i) + "]" : std::string("alpha")) +
+                                      " was resized or reallocated after the network was built (its buffer, shape, "
+                                      "dtype or layout changed); build a new MLP");
+        if (out) out->require_unchanged();
     }
 
     template <class T>
@@ -346,6 +360,7 @@ class MLP {
     double forward_impl(Model<T>& m, py::handle x) {
         auto xa = as_x(m, x);
         auto& tape = m.state().tape;
+        require_unchanged(nullptr);
         MaybeReleaseGil gil(work(0));
         return mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape);
     }
@@ -364,8 +379,10 @@ class MLP {
         const T dy = static_cast<T>(as_real(dy_obj, "dy", 1.0));
         auto xa = as_x(m, x);
         py::object out = py::reinterpret_borrow<py::object>(out_obj);
-        const auto& view = out_or_new(m, out, std::nullopt).template views<T>().single;
+        const GradientsObject& g = out_or_new(m, out, std::nullopt);
+        const auto& view = g.template views<T>().single;
         auto& tape = m.state().tape;
+        require_unchanged(&g);
         double yhat;
         {
             MaybeReleaseGil gil(work(0));
@@ -397,7 +414,9 @@ class MLP {
         ThreadState<T>* s = m.find_state();
         if (!s || !s->tape.recorded())
             throw std::runtime_error("backward() needs a forward pass first: call net.forward(x) in this thread");
-        const auto& view = out_or_new(m, out, std::nullopt).template views<T>().single;
+        const GradientsObject& g = out_or_new(m, out, std::nullopt);
+        const auto& view = g.template views<T>().single;
+        require_unchanged(&g);
         {
             MaybeReleaseGil gil(work(0));
             mlpgrad::unchecked::backward(m.net, s->tape, dy, view);
@@ -449,7 +468,7 @@ class MLP {
         require_batch_fits(B, "X");
         py::array_t<T> dy;
         py::object out = py::reinterpret_borrow<py::object>(out_obj);
-        const mlpgrad::BatchGradientsView<T>* view = nullptr;
+        const GradientsObject* g = nullptr;
         if (with_grad) {
             if (!dy_obj || dy_obj.is_none()) {
                 dy = py::array_t<T>(static_cast<py::ssize_t>(B));
@@ -460,10 +479,9 @@ class MLP {
                     throw py::value_error("dy has shape " + shape_string(dy) + " but X holds " + std::to_string(B) +
                                           " examples; expected " + shape_string({B}));
             }
-            const GradientsObject& g = out_or_new(m, out, B);
-            view = &g.template views<T>().batch;
+            g = &out_or_new(m, out, B);
             // dy is still read while gradients are written: a dy that aliases an out array is read from a copy.
-            if (dy_obj && !dy_obj.is_none() && g.overlaps(byte_range(dy))) {
+            if (dy_obj && !dy_obj.is_none() && g->overlaps(byte_range(dy))) {
                 py::array_t<T> copy(static_cast<py::ssize_t>(B));
                 std::memcpy(copy.mutable_data(), dy.data(), B * sizeof(T));
                 dy = std::move(copy);
@@ -471,11 +489,14 @@ class MLP {
         }
         py::array_t<T> yhat(static_cast<py::ssize_t>(B));
         auto& tape = m.state().batch_tape;
+        require_unchanged(g);
         {
             MaybeReleaseGil gil(work(B));
             mlpgrad::MatrixView<const T> Xv{X.data(), B, m.net.width(0)};
             mlpgrad::forward_batch(m.net, Xv, tape, mlpgrad::VectorView<T>{yhat.mutable_data(), B});
-            if (view) mlpgrad::unchecked::backward_batch(m.net, tape, mlpgrad::VectorView<const T>{dy.data(), B}, *view);
+            if (g)
+                mlpgrad::unchecked::backward_batch(m.net, tape, mlpgrad::VectorView<const T>{dy.data(), B},
+                                                   g->template views<T>().batch);
         }
         if (!with_grad) return std::move(yhat);
         return py::make_tuple(yhat, out);
@@ -483,6 +504,7 @@ class MLP {
 
     std::vector<py::array> weights_;
     py::array alpha_;
+    std::vector<ArrayGuard> guards_;  // weights_ then alpha_, as validated
     std::vector<Activation> activations_;
     DType dtype_ = DType::float64;
     std::uint64_t id_ = 0;
