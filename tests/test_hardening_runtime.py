@@ -183,6 +183,107 @@ def test_misaligned_input_is_converted_once(case):
         f"(expected one aligned copy)"
 
 
+# =============================================================================================== interpreter exit
+# The child starts daemon threads that call `call` in a loop, waits until each has returned from a call at
+# least once (so that all are running), lets them run for `linger` seconds and exits. A thread that is then
+# inside a call re-takes the GIL after finalization began; CPython before 3.14 ends it with pthread_exit.
+EXIT_SCRIPT = """
+import sys, threading, time
+import numpy as np
+import mlpgrad
+
+rng = np.random.default_rng(0)
+K, B = {width}, {batch}
+dtype = np.{dtype}
+weights = [(rng.standard_normal((K, K)) / np.sqrt(K)).astype(dtype) for _ in range({depth})]
+alpha = rng.standard_normal(K).astype(dtype)
+net = mlpgrad.MLP(weights, alpha, "tanh")
+x = rng.standard_normal(K).astype(dtype)
+X = rng.standard_normal((B, K)).astype(dtype)
+dy = np.ones(B, dtype)
+
+class SlowArray:
+    # np.asarray(self) sleeps, releasing and re-taking the GIL, inside a call of the binding
+    def __init__(self, a):
+        self.a = a
+    def __array__(self, dtype=None, copy=None):
+        time.sleep(0.0002)
+        return self.a
+
+class SlowNames(list):
+    # the constructor asks for len(): a pybind11-dispatched entry point runs this user code
+    def __len__(self):
+        time.sleep(0.0002)
+        return list.__len__(self)
+
+def make_call(name):
+    out = net.new_gradients()
+    outb = net.new_gradients(batch=B)
+    return {{
+        "forward": lambda: net.forward(x),
+        "value_and_grad": lambda: net.value_and_grad(x),
+        "value_and_grad out=": lambda: net.value_and_grad(x, 0.5, out=out),
+        "backward out=": lambda: (net.forward(x), net.backward(0.5, out=out)),
+        "forward_batch": lambda: net.forward_batch(X),
+        "value_and_grad_batch": lambda: net.value_and_grad_batch(X, dy),
+        "value_and_grad_batch out=": lambda: net.value_and_grad_batch(X, dy, out=outb),
+        "x.__array__ sleeps": lambda: net.value_and_grad(SlowArray(x), out=out),
+        "dy.__array__ sleeps": lambda: net.value_and_grad_batch(X, SlowArray(dy), out=outb),
+        "MLP(activation=...) len() sleeps": lambda: mlpgrad.MLP(weights, alpha, SlowNames(["tanh"] * {depth})),
+        "new_gradients": lambda: net.new_gradients(batch=B),
+    }}[name]
+
+started = threading.Semaphore(0)
+def loop(call):
+    call()
+    started.release()
+    while True:
+        call()
+
+names = {calls!r}
+for i in range({threads}):
+    threading.Thread(target=loop, args=(make_call(names[i % len(names)]),), daemon=True).start()
+for _ in range({threads}):
+    if not started.acquire(timeout=60):
+        sys.exit("a thread did not start")
+time.sleep({linger})
+print("main thread exits", flush=True)
+{exit_how}
+"""
+
+EXIT_CALLS = ["forward", "value_and_grad", "value_and_grad out=", "backward out=", "forward_batch",
+              "value_and_grad_batch", "value_and_grad_batch out=", "x.__array__ sleeps", "dy.__array__ sleeps",
+              "MLP(activation=...) len() sleeps", "new_gradients"]
+EXIT_HOW = {"end of script": "", "sys.exit(0)": "sys.exit(0)", "exception in main": "raise SystemExit(0)"}
+
+
+def exit_with_calls_in_flight(calls, *, threads=2, width=384, depth=3, batch=16, dtype="float64", linger=0.05,
+                              exit_how="end of script"):
+    script = EXIT_SCRIPT.format(calls=list(calls), threads=threads, width=width, depth=depth, batch=batch,
+                                dtype=dtype, linger=linger, exit_how=EXIT_HOW[exit_how])
+    proc = run_child(script, timeout=120)
+    what = f"interpreter exit with {threads} daemon thread(s) in {list(calls)}"
+    assert proc.returncode == 0 and "main thread exits" in proc.stdout, f"{what}: {child_report(proc)}"
+    assert "terminate" not in proc.stderr and "Fatal" not in proc.stderr, f"{what}: {child_report(proc)}"
+
+
+@pytest.mark.parametrize("call", EXIT_CALLS)
+def test_interpreter_exit_with_a_call_in_flight(call):
+    """Exit status 0, as with NumPy; it was 134 ("terminate called without an active exception")."""
+    for _ in range(2):
+        exit_with_calls_in_flight([call])
+
+
+@fuzz(6)
+@given(calls=st.lists(st.sampled_from(EXIT_CALLS), min_size=1, max_size=4), threads=st.integers(1, 4),
+       width=st.sampled_from([64, 200, 384]), depth=st.integers(1, 3), batch=st.integers(1, 32),
+       dtype=st.sampled_from(["float32", "float64"]), linger=st.sampled_from([0.0, 0.01, 0.1]),
+       exit_how=st.sampled_from(sorted(EXIT_HOW)))
+def test_fuzz_interpreter_exit_with_calls_in_flight(calls, threads, width, depth, batch, dtype, linger, exit_how):
+    exit_with_calls_in_flight(calls, threads=max(threads, len(calls)), width=width, depth=depth, batch=batch,
+                              dtype=dtype, linger=linger, exit_how=exit_how)
+
+
 # =============================================================================================== reallocated arrays
 if not CHILD:
 

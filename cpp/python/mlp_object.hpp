@@ -21,26 +21,13 @@
 
 #include "array_guard.hpp"
 #include "checks.hpp"
+#include "gil.hpp"
 #include "gradients_object.hpp"
 #include "thread_state.hpp"
 
 namespace mlpgrad_python {
 
 using mlpgrad::Activation;
-
-// Below this many multiply-adds a call is cheaper than releasing and re-taking the GIL.
-constexpr std::size_t gil_release_threshold = 4096;
-
-// Releases the GIL for the lifetime of the object when the call is big enough to be worth it.
-class MaybeReleaseGil {
-  public:
-    explicit MaybeReleaseGil(std::size_t work) {
-        if (work >= gil_release_threshold) release_.emplace();
-    }
-
-  private:
-    std::optional<py::gil_scoped_release> release_;
-};
 
 py::handle numpy_asarray() {
     static py::handle f = py::object(py::module_::import("numpy").attr("asarray")).release();  // leaked on purpose
