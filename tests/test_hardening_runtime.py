@@ -284,6 +284,55 @@ def test_fuzz_interpreter_exit_with_calls_in_flight(calls, threads, width, depth
                               dtype=dtype, linger=linger, exit_how=exit_how)
 
 
+# =============================================================================================== sub-interpreters
+SUBINTERPRETER_SCRIPT = '''
+try:
+    import _xxsubinterpreters as interpreters  # CPython 3.8-3.12
+except ImportError:
+    import _interpreters as interpreters  # 3.13+
+
+{main_first}
+interp = interpreters.create()
+interpreters.run_string(interp, """
+try:
+    import {module}
+except ImportError as e:
+    print("sub-interpreter: ImportError:", e, flush=True)
+else:
+    print("sub-interpreter: imported", flush=True)
+""")
+interpreters.destroy(interp)
+
+import numpy as np
+import mlpgrad
+net = mlpgrad.MLP([np.ones((2, 3))], np.ones(2), "identity")
+assert net.value_and_grad(np.ones(3))[0] == 6.0
+print("main interpreter: works", flush=True)
+'''
+
+
+def subinterpreters_available() -> bool:
+    import importlib.util
+    return any(importlib.util.find_spec(m) for m in ("_xxsubinterpreters", "_interpreters"))
+
+
+@pytest.mark.skipif(not subinterpreters_available(), reason="this CPython has no sub-interpreter module")
+@pytest.mark.parametrize("module", ["mlpgrad", "mlpgrad._core"])
+@pytest.mark.parametrize("main_first", [False, True], ids=["sub-interpreter first", "main interpreter first"])
+def test_import_in_a_sub_interpreter_raises_import_error(module, main_first):
+    """It hung forever in module init; it must raise ImportError there (as NumPy does) and leave the main
+    interpreter able to import and use mlpgrad."""
+    script = SUBINTERPRETER_SCRIPT.format(module=module, main_first="import mlpgrad" if main_first else "")
+    try:
+        proc = run_child(script, timeout=60)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"import {module} in a sub-interpreter hung (no answer in 60 s)")
+    assert proc.returncode == 0, child_report(proc)
+    message = proc.stdout.partition("sub-interpreter: ImportError:")[2]
+    assert "sub-interpreter" in message, f"no ImportError that names sub-interpreters; {child_report(proc)}"
+    assert "main interpreter: works" in proc.stdout, child_report(proc)
+
+
 # =============================================================================================== reallocated arrays
 if not CHILD:
 
