@@ -519,6 +519,41 @@ else:
         held = Held(Arch((3, 4, 2), ("tanh", "relu"), dtype, 11, False))
         assert change(held, key, how), f"NumPy refused {how!r} on {target}"
 
+    class NamesThatChange(list):
+        """Activation names whose len() (which the MLP constructor asks for after checking the weights)
+        changes an array in place first."""
+
+        def __init__(self, names, array, how):
+            super().__init__(names)
+            self.array, self.how = array, how
+
+        def __len__(self):
+            if self.how:
+                CHANGES[self.how](self.array)
+                self.how = None
+            return list.__len__(self)
+
+    @pytest.mark.parametrize("how", ["dtype half itemsize", "resize grow", "shape reversed", "resize same"])
+    @pytest.mark.parametrize("target", ["weights[0]", "weights[1]", "alpha"])
+    def test_array_changed_while_the_network_is_built(target, how):
+        """The constructor runs user code (the activation sequence) after it checked the arrays: a change made
+        there is refused too. (float64 weights[0] turned into float32 in place had twice as many columns of
+        half the size: the network read past its end.)"""
+        rng = np.random.default_rng(5)
+        weights = [rng.standard_normal((3, 4)), rng.standard_normal((2, 3))]
+        alpha = rng.standard_normal(2)
+        array = alpha if target == "alpha" else weights[int(target[-2])]
+        before = state_of(array)
+        names = NamesThatChange(["tanh", "relu"], array, how)
+        note(f"MLP(...) with activation len() applying {how} to {target}")
+        try:
+            net = mlpgrad.MLP(weights, alpha, names)
+        except ValueError as e:
+            assert str(e).startswith(target + " ") and "resized or reallocated" in str(e), str(e)
+            return
+        assert state_of(array)[:3] == before[:3], f"{how} of {target} while the MLP was built was not refused"
+        net.value_and_grad_batch(np.ones((2, 4)))
+
     @fuzz(60)
     @given(arch=architectures(max_depth=3, max_width=5), data=st.data())
     def test_fuzz_arrays_changed_under_a_network(arch, data):

@@ -138,9 +138,10 @@ class MLP {
         require_dtype(alpha_, dtype_, "alpha", has_weights ? "weights[0] has" : "alpha has");
         require_ndim(alpha_, 1, "alpha", "(K_T,)");
         require_layout(alpha_, "alpha");
-        activations_ = parse_activations(activation, weights_.size());
         for (const auto& w : weights_) guards_.emplace_back(w, ArrayGuard::layout_flags);
         guards_.emplace_back(alpha_, ArrayGuard::layout_flags);
+        activations_ = parse_activations(activation, weights_.size());
+        require_unchanged(nullptr);  // a user-defined activation sequence may have changed them since
 
         if (dtype_ == DType::float32)
             model_ = make_model<float>();
