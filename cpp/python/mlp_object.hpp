@@ -57,9 +57,10 @@ py::array_t<T> as_input(py::handle obj, const char* what) {
     // array_t<T, c_style> conversion asks NumPy for C order only and passes a misaligned array through).
     // Not ensure(): it swallows the error of a conversion that fails (MemoryError for a huge array).
     using api = py::detail::npy_api;
-    constexpr int flags =
-        api::NPY_ARRAY_ENSUREARRAY_ | api::NPY_ARRAY_FORCECAST_ | api::NPY_ARRAY_C_CONTIGUOUS_ | api::NPY_ARRAY_ALIGNED_;
-    PyObject* converted = api::get().PyArray_FromAny_(a.ptr(), py::dtype::of<T>().release().ptr(), 0, 0, flags, nullptr);
+    constexpr int flags = api::NPY_ARRAY_ENSUREARRAY_ | api::NPY_ARRAY_FORCECAST_ | api::NPY_ARRAY_C_CONTIGUOUS_ |
+                          api::NPY_ARRAY_ALIGNED_;
+    PyObject* converted =  // steals the dtype reference
+        api::get().PyArray_FromAny_(a.ptr(), py::dtype::of<T>().release().ptr(), 0, 0, flags, nullptr);
     if (!converted) throw py::error_already_set();
     return py::reinterpret_steal<py::array_t<T>>(converted);
 }
@@ -328,10 +329,11 @@ class MLP {
     // were reallocated or changed in place since they were checked, which the core's views would misread.
     void require_unchanged(const GradientsObject* out) const {
         for (std::size_t i = 0; i < guards_.size(); ++i)
-            if (!guards_[i].unchanged())
-                throw py::value_error((i < weights_.size() ? "weights[" + std::to_string(i) + "]" : std::string("alpha")) +
-                                      " was resized or reallocated after the network was built (its buffer, shape, "
-                                      "dtype or layout changed); build a new MLP");
+            if (!guards_[i].unchanged()) {
+                const std::string what = i < weights_.size() ? "weights[" + std::to_string(i) + "]" : "alpha";
+                throw py::value_error(what + " was resized or reallocated after the network was built (its buffer, "
+                                             "shape, dtype or layout changed); build a new MLP");
+            }
         if (out) out->require_unchanged();
     }
 
