@@ -8,6 +8,8 @@
 // Guarantees:
 //  - Exceptions never escape a worker: the first one a task throws is rethrown by run() in the caller, after
 //    every task has finished or been skipped (tasks not yet started when one throws are skipped).
+//  - The caller runs tasks too and waits only for workers that have started on its job: a worker the
+//    scheduler has not run yet (a busy machine) is not waited for, the caller does its share instead.
 //  - Two threads may call run() on one pool at once: the first gets the workers, the other runs its tasks on
 //    its own thread (no waiting, no deadlock; a task that calls run() on its own pool also runs inline).
 //  - The destructor stops and joins the workers; it must not run while a run() is in progress.
@@ -17,6 +19,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstddef>
 #include <exception>
@@ -53,29 +56,30 @@ class ThreadPool {
     template <class F>
     void run(std::size_t count, F&& task) {
         using Task = std::remove_reference_t<F>;
-        Job job;
-        job.count = count;
-        job.context = const_cast<void*>(static_cast<const void*>(&task));
-        job.invoke = [](void* context, std::size_t i) { (*static_cast<Task*>(context))(i); };
         std::unique_lock<std::mutex> owner(busy_, std::try_to_lock);
         if (count <= 1 || workers_.empty() || !owner.owns_lock()) {
             // Inline: exceptions propagate directly and the remaining tasks are not run.
             for (std::size_t i = 0; i < count; ++i) task(i);
             return;
         }
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            job_ = &job;
-            ++generation_;
-            workers_in_job_ = workers_.size();
-        }
+        Job job;
+        job.count = count;
+        job.context = const_cast<void*>(static_cast<const void*>(&task));
+        job.invoke = [](void* context, std::size_t i) { (*static_cast<Task*>(context))(i); };
+        job_ = &job;
+        entered_.store(0, std::memory_order_release);         // open: publishes job_ to workers that enter
+        generation_.fetch_add(1, std::memory_order_release);
+        { std::lock_guard<std::mutex> lock(mutex_); }          // a worker about to sleep sees it or gets woken
         wake_.notify_all();
         job.work();
-        // `job` lives on this stack frame: return only once no worker can touch it any more.
-        std::unique_lock<std::mutex> lock(mutex_);
-        done_.wait(lock, [this] { return workers_in_job_ == 0; });
-        job_ = nullptr;
-        lock.unlock();
+        // Every task is claimed. Close the job to workers not yet in it (one the scheduler has not run yet
+        // is not waited for), then wait for those in it: `job` lives on this stack frame.
+        entered_.fetch_or(closed, std::memory_order_acq_rel);
+        const auto finished = [this] { return entered_.load(std::memory_order_acquire) == closed; };
+        if (!spin_until(finished)) {
+            std::unique_lock<std::mutex> lock(mutex_);
+            done_.wait(lock, finished);
+        }
         if (job.error) std::rethrow_exception(job.error);
     }
 
@@ -104,40 +108,65 @@ class ThreadPool {
         }
     };
 
+    // Waits for a job (spinning a little first: the kernels of a batch step come back to back, and waking
+    // a sleeping thread costs microseconds), enters it unless the caller has closed it, runs tasks, leaves.
     void work() {
         std::size_t seen = 0;
-        std::unique_lock<std::mutex> lock(mutex_);
         for (;;) {
-            wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
-            if (stopping_) return;
-            seen = generation_;
-            Job* job = job_;
-            lock.unlock();
-            job->work();
-            lock.lock();
-            if (--workers_in_job_ == 0) done_.notify_one();
+            const auto ready = [&] {
+                return stopping_.load(std::memory_order_acquire) || generation_.load(std::memory_order_acquire) != seen;
+            };
+            if (!spin_until(ready)) {
+                std::unique_lock<std::mutex> lock(mutex_);
+                wake_.wait(lock, ready);
+            }
+            if (stopping_.load(std::memory_order_acquire)) return;
+            seen = generation_.load(std::memory_order_acquire);
+            // Enter: count in, unless closed (then the job may be gone: do not touch it).
+            std::size_t state = entered_.load(std::memory_order_acquire);
+            do {
+                if (state & closed) break;
+            } while (!entered_.compare_exchange_weak(state, state + 1, std::memory_order_acq_rel));
+            if (state & closed) continue;
+            job_->work();
+            if (entered_.fetch_sub(1, std::memory_order_acq_rel) == (closed | 1)) {
+                { std::lock_guard<std::mutex> lock(mutex_); }  // the caller sees the count or gets woken
+                done_.notify_one();
+            }
+        }
+    }
+
+    // Polls `done` for up to spin_time, yielding the core to others between polls; true once it holds.
+    template <class Done>
+    static bool spin_until(const Done& done) {
+        constexpr auto spin_time = std::chrono::microseconds(50);
+        const auto until = std::chrono::steady_clock::now() + spin_time;
+        for (;;) {
+            if (done()) return true;
+            if (std::chrono::steady_clock::now() > until) return false;
+            std::this_thread::yield();
         }
     }
 
     void stop_and_join() noexcept {
-        {
-            std::lock_guard<std::mutex> lock(mutex_);
-            stopping_ = true;
-        }
+        stopping_.store(true, std::memory_order_release);
+        { std::lock_guard<std::mutex> lock(mutex_); }
         wake_.notify_all();
         for (auto& w : workers_)
             if (w.joinable()) w.join();
         workers_.clear();
     }
 
+    static constexpr std::size_t closed = std::size_t(1) << (8 * sizeof(std::size_t) - 1);
+
     std::vector<std::thread> workers_;
     std::mutex busy_;   // held by the caller whose job the workers run
-    std::mutex mutex_;  // guards everything below
+    std::mutex mutex_;  // for sleeping on wake_ and done_
     std::condition_variable wake_, done_;
-    Job* job_ = nullptr;
-    std::size_t generation_ = 0;
-    std::size_t workers_in_job_ = 0;
-    bool stopping_ = false;
+    Job* job_ = nullptr;                        // the current job; read only by a worker that entered it
+    std::atomic<std::size_t> generation_{0};    // one more per job
+    std::atomic<std::size_t> entered_{closed};  // workers in the current job, | closed once all are claimed
+    std::atomic<bool> stopping_{false};
 };
 
 }  // namespace parallel
