@@ -14,6 +14,19 @@
 #include <stdexcept>
 #include <thread>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/wait.h>
+#include <unistd.h>
+#define MLPGRAD_TEST_HAS_FORK 1
+#endif
+#if defined(__SANITIZE_THREAD__)
+#define MLPGRAD_TEST_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define MLPGRAD_TEST_TSAN 1
+#endif
+#endif
+
 namespace mlpgrad_test {
 namespace {
 
@@ -496,6 +509,41 @@ TEST(ThreadPool, SeveralCallersAtOnce) {
     b.join();
     c.join();
     EXPECT_EQ(total.load(), 3L * 200 * 15);
+}
+
+// After fork() the child has the parent's pool object but none of its threads; nothing static needs
+// resetting, so a new pool in the child computes (the parent's is left alone there, as documented).
+TEST(ThreadPool, ANewPoolWorksInAForkedChild) {
+#if !defined(MLPGRAD_TEST_HAS_FORK)
+    GTEST_SKIP() << "no fork() here";
+#elif defined(MLPGRAD_TEST_TSAN)
+    GTEST_SKIP() << "ThreadSanitizer does not support threads in a child of a multi-threaded process";
+#else
+    Random rng(90);
+    const std::size_t M = 70, N = 50, K = 300;
+    const auto A = random_stored<double>(M, K, false, rng), B = random_stored<double>(K, N, true, rng);
+    ThreadPool parent_pool(2);
+    std::vector<double> expected(M * N);
+    gemm::multiply(A.operand(), B.operand(), MatrixView<double>(expected.data(), M, N), gemm::Update::overwrite,
+                   gemm::Store{}, settings<double>(true, &parent_pool));
+    const pid_t child = fork();
+    ASSERT_NE(child, -1);
+    if (child == 0) {
+        int status = 1;
+        {
+            ThreadPool pool(2);
+            std::vector<double> C(M * N);
+            gemm::multiply(A.operand(), B.operand(), MatrixView<double>(C.data(), M, N), gemm::Update::overwrite,
+                           gemm::Store{}, settings<double>(true, &pool));
+            status = std::memcmp(C.data(), expected.data(), C.size() * sizeof(double)) == 0 ? 0 : 2;
+        }
+        _exit(status);  // not exit(): the parent's pool (no threads here) must not be destroyed
+    }
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status)) << "the child crashed";
+    EXPECT_EQ(WEXITSTATUS(status), 0);
+#endif
 }
 
 }  // namespace
