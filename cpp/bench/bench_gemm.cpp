@@ -232,27 +232,39 @@ void products(const Network& net, std::size_t B, double peak, const Options& o, 
     std::printf("\n\n");
 }
 
-// Square-ish products n × n · n × B (forward shape) at 1 and o.threads threads, with every product split
-// (min_flops_per_thread = 0), to find where threads start to pay.
+// Square layers K × K at batch B, all three products, at 1 and o.threads threads with every product split
+// (min_flops_per_thread = 0), to find where threads start to pay. Wall-clock time, median and best run.
 template <class T>
 void sweep(const Options& o, std::mt19937_64& rng) {
-    std::printf("%-6s %5s %5s %12s %12s %12s %8s\n", "dtype", "K", "B", "flops", "1 thread us", "N threads us", "speedup");
+    std::printf("%-6s %5s %5s %-8s %11s %21s %21s %15s\n", "dtype", "K", "B", "product", "flops", "1 thread us (best)",
+                "N threads us (best)", "speedup (best)");
     mlpgrad::parallel::ThreadPool one(1), many(o.threads);
     gemm::Workspace<T> workspace;
-    for (std::size_t B : {32, 64, 256})
-        for (std::size_t K : {8, 16, 24, 32, 48, 64, 96, 128, 192, 256}) {
+    const char* names[3] = {"forward", "dW", "dZ"};
+    for (std::size_t B : {32, 256})
+        for (std::size_t K : {16, 32, 48, 64, 96, 128, 192, 256, 384}) {
             Layer<T> L(K, K, B, rng);
-            double ns[2];
-            for (int threaded = 0; threaded < 2; ++threaded) {
-                gemm::Settings<T> s;
-                s.workspace = &workspace;
-                s.pool = threaded ? &many : &one;
-                s.min_flops_per_thread = 0;
-                ns[threaded] = time_calls([&] { L.forward(s); }, o, Time::wall).median_ns;
+            for (int product = 0; product < 3; ++product) {
+                Timing t[2];
+                for (int threaded = 0; threaded < 2; ++threaded) {
+                    gemm::Settings<T> s;
+                    s.workspace = &workspace;
+                    s.pool = threaded ? &many : &one;
+                    s.min_flops_per_thread = 0;
+                    t[threaded] = time_calls(
+                        [&] {
+                            if (product == 0) L.forward(s);
+                            if (product == 1) L.weight_gradient(s);
+                            if (product == 2) L.input_gradient(s);
+                        },
+                        o, Time::wall);
+                }
+                std::printf("%-6s %5zu %5zu %-8s %11.0f %10.2f (%8.2f) %10.2f (%8.2f) %6.2f (%6.2f)\n", dtype_name<T>(), K,
+                            B, names[product], L.flops(), t[0].median_ns / 1e3, t[0].best_ns / 1e3,
+                            t[1].median_ns / 1e3, t[1].best_ns / 1e3, t[0].median_ns / t[1].median_ns,
+                            t[0].best_ns / t[1].best_ns);
+                std::fflush(stdout);
             }
-            std::printf("%-6s %5zu %5zu %12.0f %12.2f %12.2f %8.2f\n", dtype_name<T>(), K, B, L.flops(), ns[0] / 1e3,
-                        ns[1] / 1e3, ns[0] / ns[1]);
-            std::fflush(stdout);
         }
 }
 

@@ -184,6 +184,13 @@ TEST(Gemm, BlockSizesFollowTheCacheFormulas) {
         EXPECT_EQ(b.nc % b.nr, 0u);
         EXPECT_LE(b.nc * b.kc * size, c.l3 / (2 * c.l3_sharers));
     }
+    // Block sizes the kernel cannot use as they are (a register block not its own, kc = 0, mc and nc not
+    // multiples of it) are made usable, not trusted.
+    auto odd = settings<double>(false);
+    odd.blocking = {1, 1, 0, 7, 3};
+    check_product<double>(40, 50, 30, false, false, odd, gemm::Update::overwrite, 8);
+    odd.blocking = {100, 100, 5, 1, 1};
+    check_product<double>(40, 50, 30, true, true, odd, gemm::Update::accumulate, 9);
     gemm::CacheSizes small{1024, 4096, 8192, 1};
     auto s = settings<float>(true);
     s.blocking = gemm::blocking_for<float>(small);

@@ -23,7 +23,8 @@
 // A is packed only when its block is reused enough: packing reads and writes each element of A once, the
 // micro-kernels then read it N / nr times. For few columns (a batch of 32) the packing costs more than the
 // faster access saves, and the micro-kernel reads A in place with its strides instead (mr-row variants for
-// the last rows). The threshold, Settings::pack_a_min_columns, is measured (cpp/bench/bench_gemm.cpp).
+// the last rows). The thresholds (Settings::pack_a_min_columns, pack_a_transposed_min_columns) are measured
+// with cpp/bench/bench_gemm.cpp --pack-a.
 //
 // Accuracy: each element of C is one accumulator lane summing at most kc products in order, then the
 // partial sums of the ⌈K / kc⌉ depth blocks are added to C in order, so a float32 sum of K products has a
@@ -75,8 +76,9 @@ class Workspace {
 template <class T>
 struct Settings {
     parallel::ThreadPool* pool = nullptr;  // null: the calling thread alone
-    Blocking blocking = blocking_for<T>();
-    // Fewer multiply-adds than this per thread are not worth a thread (measured: see README / bench_gemm).
+    Blocking blocking = blocking_for<T>();  // mr and nr are the micro-kernel's whatever is set here
+    // A product of F floating-point operations (2 per multiply-add) runs on at most F / min_flops_per_thread
+    // threads (measured with bench_gemm --sweep).
     std::size_t min_flops_per_thread = 1u << 20;
     // Pack A only for products with at least this many columns, for A row-major (W in U = W Z; read in place
     // as mr row streams) and for A transposed (Wᵀ in ∂Z = Wᵀ ∂U; read in place one strided line per depth
@@ -181,6 +183,17 @@ void multiply_part(Operand<T> A, Operand<T> B, MatrixView<T> C, Update update, c
     }
 }
 
+// The blocking with the micro-kernel's register block and block sizes it can run: kc ≥ 1, mc and nc whole
+// numbers of register blocks.
+inline Blocking usable(Blocking b, std::size_t mr, std::size_t nr) {
+    b.mr = mr;
+    b.nr = nr;
+    b.kc = std::max<std::size_t>(1, b.kc);
+    b.mc = std::max(mr, b.mc - b.mc % mr);
+    b.nc = std::max(nr, b.nc - b.nc % nr);
+    return b;
+}
+
 template <class T>
 void require_operands(const Operand<T>& A, const Operand<T>& B, const MatrixView<T>& C) {
     if (A.cols != B.rows)
@@ -205,7 +218,7 @@ void multiply(Operand<T> A, Operand<T> B, MatrixView<T> C, Update update = Updat
     detail::require_operands(A, B, C);
     const std::size_t M = C.rows, N = C.cols, K = A.cols;
     if (M == 0 || N == 0) return;
-    const Blocking& b = settings.blocking;
+    const Blocking b = detail::usable(settings.blocking, RegisterBlock<T>::mr, RegisterBlock<T>::nr);
     if (K == 0) {
         if (update == Update::overwrite) std::fill(C.data, C.data + C.size(), T(0));
         epilogue(C, 0, 0, M, N);
