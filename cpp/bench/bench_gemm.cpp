@@ -5,6 +5,8 @@
 //                                                                       784-256-256 and 64-64-64-64 networks
 //   mlpgrad_bench_gemm --sweep        time against size at 1 and N threads: where threads start to pay
 //   mlpgrad_bench_gemm --pack-a       A packed against A read in place, against the number of columns
+//   mlpgrad_bench_gemm --dispatch     what a pool run costs on the critical path, with its workers awake
+//                                     and asleep, and the per-thread work that pays for it
 //
 // Products of a layer with W (K_out × K_in) and a batch of B on feature-major tapes:
 //   forward  U = W Z     (K_out × K_in)·(K_in × B), with the epilogue Z = relu(U)
@@ -25,6 +27,7 @@
 #include <ctime>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -46,13 +49,13 @@ struct Options {
     int repeats = 9;
     double run_ms = 30.0;
     std::size_t threads = 2;
-    enum { products, sweep, pack_a } mode = products;
+    enum { products, sweep, pack_a, dispatch } mode = products;
 };
 
 [[noreturn]] void usage(const char* argv0, const std::string& error) {
     if (!error.empty()) std::fprintf(stderr, "%s: error: %s\n", argv0, error.c_str());
     std::fprintf(error.empty() ? stdout : stderr,
-                 "usage: %s [--sweep | --pack-a] [--repeats N] [--run-ms MS] [--threads N]\n"
+                 "usage: %s [--sweep | --pack-a | --dispatch] [--repeats N] [--run-ms MS] [--threads N]\n"
                  "  GFLOP/s of mlpgrad's packed GEMM on the products of batch layers, against the FMA peak\n"
                  "  measured in the same run (defaults: --repeats 9 --run-ms 30 --threads 2).\n",
                  argv0);
@@ -70,6 +73,10 @@ Options parse(int argc, char** argv) {
         }
         if (arg == "--pack-a") {
             o.mode = Options::pack_a;
+            continue;
+        }
+        if (arg == "--dispatch") {
+            o.mode = Options::dispatch;
             continue;
         }
         if (arg != "--repeats" && arg != "--run-ms" && arg != "--threads") usage(argv[0], "unknown argument '" + arg + "'");
@@ -268,6 +275,49 @@ void sweep(const Options& o, std::mt19937_64& rng) {
         }
 }
 
+// The pool's cost on the critical path: N tasks of a fixed amount of FMA work (about `task_us` each) on
+// N threads, minus one task's time alone. Warm: runs back to back (workers spinning); cold: after 2 ms
+// idle (workers asleep). A split into N parts pays when each part takes longer than this overhead, so the
+// per-thread threshold is overhead × the one-core GEMM rate.
+void dispatch(double peak_f, const Options& o) {
+    using clock = std::chrono::steady_clock;
+    mlpgrad::parallel::ThreadPool pool(o.threads);
+    const std::size_t n = pool.size();
+    // Calibrate a task of ~20 us: FMA chains at the core's peak.
+    std::size_t steps = 1000;
+    for (;;) {
+        const auto t0 = clock::now();
+        sink = sink + gemm::detail::fma_chains<float, 12>(steps, 1.0f);
+        if (std::chrono::duration<double, std::micro>(clock::now() - t0).count() > 20 || steps > (1u << 30)) break;
+        steps *= 2;
+    }
+    auto task = [&](std::size_t) { sink = sink + gemm::detail::fma_chains<float, 12>(steps, 1.0f); };
+    // Single calls, timed one by one (a busy machine preempts long runs): median and best of many.
+    auto samples = [&](auto call, bool idle_first) {
+        std::vector<double> ns;
+        for (int r = 0; r < 20 * o.repeats; ++r) {
+            if (idle_first) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+            const auto t0 = clock::now();
+            call();
+            ns.push_back(std::chrono::duration<double, std::nano>(clock::now() - t0).count());
+        }
+        std::sort(ns.begin(), ns.end());
+        return Timing{ns[ns.size() / 2], ns.front()};
+    };
+    const Timing alone = samples([&] { task(0); }, false);
+    const Timing warm = samples([&] { pool.run(n, task); }, false);
+    const Timing cold = samples([&] { pool.run(n, task); }, true);
+    std::printf("one task alone: %.2f us (median), %.2f us (best)\n", alone.median_ns / 1e3, alone.best_ns / 1e3);
+    std::printf("%zu tasks on %zu threads, workers awake:  %.2f us (median), %.2f us (best): overhead %.2f us (best)\n",
+                n, n, warm.median_ns / 1e3, warm.best_ns / 1e3, (warm.best_ns - alone.best_ns) / 1e3);
+    std::printf("%zu tasks on %zu threads, workers asleep: %.2f us (median), %.2f us (best): overhead %.2f us (best)\n",
+                n, n, cold.median_ns / 1e3, cold.best_ns / 1e3, (cold.best_ns - alone.best_ns) / 1e3);
+    const double gemm_rate = 0.85 * peak_f;  // float GEMM at ~85 % of the FMA peak
+    std::printf("per-thread work that pays for the overhead at %.0f GFLOP/s: awake %.0f flops, asleep %.0f flops\n",
+                gemm_rate / 1e9, gemm_rate * (warm.best_ns - alone.best_ns) * 1e-9,
+                gemm_rate * (cold.best_ns - alone.best_ns) * 1e-9);
+}
+
 // A packed against A in place, one thread, for the forward and dW products of a 256-wide layer, by B.
 template <class T>
 void pack_a(double peak, const Options& o, std::mt19937_64& rng) {
@@ -304,6 +354,10 @@ int main(int argc, char** argv) {
     if (o.mode == Options::sweep) {
         sweep<float>(o, rng);
         sweep<double>(o, rng);
+        return 0;
+    }
+    if (o.mode == Options::dispatch) {
+        dispatch(peak_f, o);
         return 0;
     }
     if (o.mode == Options::pack_a) {
