@@ -144,6 +144,24 @@ Timing time_calls(F f, const Options& o, Time t) {
     return {per_call.size() % 2 ? per_call[m] : 0.5 * (per_call[m - 1] + per_call[m]), per_call.front()};
 }
 
+// Single calls timed one by one, median and best of `count` (a busy machine preempts long runs; the best
+// call is the one that ran undisturbed). `idle_first`: sleep 2 ms before each call (a pool's workers asleep).
+template <class F>
+Timing single_calls(F call, int count, bool idle_first) {
+    using clock = std::chrono::steady_clock;
+    std::vector<double> ns;
+    call();
+    for (int r = 0; r < count; ++r) {
+        if (idle_first) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        const auto t0 = clock::now();
+        call();
+        clobber_memory();
+        ns.push_back(std::chrono::duration<double, std::nano>(clock::now() - t0).count());
+    }
+    std::sort(ns.begin(), ns.end());
+    return {ns[ns.size() / 2], ns.front()};
+}
+
 template <class T>
 std::vector<T> random_values(std::size_t n, std::mt19937_64& rng) {
     std::uniform_real_distribution<double> u(-1.0, 1.0);
@@ -240,7 +258,8 @@ void products(const Network& net, std::size_t B, double peak, const Options& o, 
 }
 
 // Square layers K × K at batch B, all three products, at 1 and o.threads threads with every product split
-// (min_flops_per_thread = 0), to find where threads start to pay. Wall-clock time, median and best run.
+// (min_flops_per_thread = 0), to find where threads start to pay. Single calls back to back (the workers
+// awake, as between the products of a batch step), wall-clock time, median and best.
 template <class T>
 void sweep(const Options& o, std::mt19937_64& rng) {
     std::printf("%-6s %5s %5s %-8s %11s %21s %21s %15s\n", "dtype", "K", "B", "product", "flops", "1 thread us (best)",
@@ -258,13 +277,13 @@ void sweep(const Options& o, std::mt19937_64& rng) {
                     s.workspace = &workspace;
                     s.pool = threaded ? &many : &one;
                     s.min_flops_per_thread = 0;
-                    t[threaded] = time_calls(
+                    t[threaded] = single_calls(
                         [&] {
                             if (product == 0) L.forward(s);
                             if (product == 1) L.weight_gradient(s);
                             if (product == 2) L.input_gradient(s);
                         },
-                        o, Time::wall);
+                        20 * o.repeats, false);
                 }
                 std::printf("%-6s %5zu %5zu %-8s %11.0f %10.2f (%8.2f) %10.2f (%8.2f) %6.2f (%6.2f)\n", dtype_name<T>(), K,
                             B, names[product], L.flops(), t[0].median_ns / 1e3, t[0].best_ns / 1e3,
@@ -292,21 +311,9 @@ void dispatch(double peak_f, const Options& o) {
         steps *= 2;
     }
     auto task = [&](std::size_t) { sink = sink + gemm::detail::fma_chains<float, 12>(steps, 1.0f); };
-    // Single calls, timed one by one (a busy machine preempts long runs): median and best of many.
-    auto samples = [&](auto call, bool idle_first) {
-        std::vector<double> ns;
-        for (int r = 0; r < 20 * o.repeats; ++r) {
-            if (idle_first) std::this_thread::sleep_for(std::chrono::milliseconds(2));
-            const auto t0 = clock::now();
-            call();
-            ns.push_back(std::chrono::duration<double, std::nano>(clock::now() - t0).count());
-        }
-        std::sort(ns.begin(), ns.end());
-        return Timing{ns[ns.size() / 2], ns.front()};
-    };
-    const Timing alone = samples([&] { task(0); }, false);
-    const Timing warm = samples([&] { pool.run(n, task); }, false);
-    const Timing cold = samples([&] { pool.run(n, task); }, true);
+    const Timing alone = single_calls([&] { task(0); }, 20 * o.repeats, false);
+    const Timing warm = single_calls([&] { pool.run(n, task); }, 20 * o.repeats, false);
+    const Timing cold = single_calls([&] { pool.run(n, task); }, 20 * o.repeats, true);
     std::printf("one task alone: %.2f us (median), %.2f us (best)\n", alone.median_ns / 1e3, alone.best_ns / 1e3);
     std::printf("%zu tasks on %zu threads, workers awake:  %.2f us (median), %.2f us (best): overhead %.2f us (best)\n",
                 n, n, warm.median_ns / 1e3, warm.best_ns / 1e3, (warm.best_ns - alone.best_ns) / 1e3);
