@@ -316,7 +316,34 @@ void check_times_derivative(Activation act) {
     }
 }
 
+// Special values through the forward epilogue (U = 1 · x exactly): NaN, ±0, ±Inf and subnormals give what
+// σ gives them one at a time, on whole tile rows (the vector path) and on the last, partial ones.
+template <class T>
+void check_epilogue_special_values(Activation act) {
+    using lim = std::numeric_limits<T>;
+    const std::vector<T> specials = {lim::quiet_NaN(), -lim::quiet_NaN(), T(0), -T(0), lim::infinity(),
+                                     -lim::infinity(), lim::denorm_min(), -lim::denorm_min(), T(1), T(-1)};
+    const std::size_t M = 3, N = 2 * gemm::RegisterBlock<T>::nr + 3;
+    std::vector<T> ones(M, T(1)), x(N), U(M * N), Z(M * N);
+    for (std::size_t j = 0; j < N; ++j) x[j] = specials[j % specials.size()];
+    mlpgrad::dispatch(act, [&](auto a) {
+        const gemm::BiasActivation<decltype(a)::value, T> epi{nullptr, {Z.data(), M, N}};
+        gemm::multiply(gemm::Operand<T>{ones.data(), M, 1, 1, 1}, gemm::Operand<T>{x.data(), 1, N, N, 1},
+                       MatrixView<T>(U.data(), M, N), gemm::Update::overwrite, epi);
+    });
+    // (U is 0 + 1 · x: -0 comes out as +0, as from any sum that starts at 0.)
+    for (std::size_t i = 0; i < M * N; ++i) {
+        const T expected = mlpgrad::activate(act, U[i]);
+        ASSERT_TRUE(U[i] == x[i % N] || (std::isnan(U[i]) && std::isnan(x[i % N]))) << i;
+        ASSERT_EQ(0, std::memcmp(&Z[i], &expected, sizeof(T))) << name(act) << " of " << U[i] << ": got " << Z[i];
+    }
+}
+
 TEST(Gemm, EpiloguesEveryActivation) {
+    for (Activation a : all_activations()) {
+        check_epilogue_special_values<float>(a);
+        check_epilogue_special_values<double>(a);
+    }
     for (Activation a : all_activations()) {
         check_bias_activation<float>(a);
         check_bias_activation<double>(a);

@@ -89,6 +89,12 @@ struct Vec {
     friend Vec operator+(Vec a, Vec b) { return {a.v + b.v}; }
     friend Vec operator*(Vec a, Vec b) { return {a.v * b.v}; }
 
+    // a where a > 0, else +0 (NaN gives 0): ReLU as a > 0 ? a : 0, by masking a's bits with the comparison.
+    friend Vec positive_part(Vec a) {
+        using mask = decltype(a.v > a.v);
+        return {(native)((mask)a.v & (a.v > native{}))};
+    }
+
     // (a0, b0, a1, b1, ...) from the low halves of a and b, and the same from the high halves: the steps
     // of transpose() below.
     friend Vec interleave_low(Vec a, Vec b) { return interleave<0>(a, b, std::make_index_sequence<size>{}); }
@@ -149,6 +155,7 @@ struct Vec {
 
     friend Vec operator+(Vec a, Vec b) { return {a.v + b.v}; }
     friend Vec operator*(Vec a, Vec b) { return {a.v * b.v}; }
+    friend Vec positive_part(Vec a) { return {a.v > T(0) ? a.v : T(0)}; }
 };
 
 // A 1 × 1 block is its own transpose.
