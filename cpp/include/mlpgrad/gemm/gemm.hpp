@@ -10,6 +10,7 @@
 //           for ir over the block in steps of mr:       mr × kc micro-panels of A stream from L2
 //             micro-kernel: the mr × nr tile of C in registers, kc rank-1 updates, added to C
 //             after the last depth block: the epilogue on the tile (bias, σ, σ'), still in L1
+//             (epilogue.hpp; ReLU on whole tile rows in vector registers)
 // Block sizes come from the cache sizes (blocking.hpp: kc = L1/2 / (nr·sizeof T), mc = L2/2 / (kc·sizeof T),
 // nc = L3 share/2 / (kc·sizeof T)); the register block from the vector width (6 × 2 vectors: 12 accumulators
 // hide the FMA latency of two ports with 15 of 16 registers).
@@ -35,7 +36,10 @@
 // on tile boundaries, so each element of C is computed by exactly one thread with the same blocking and
 // order: results are bit-for-bit the same for any number of threads. Each part packs the operand blocks it
 // needs itself (no barriers); the grid shape minimises the largest part's work plus its packing. Products
-// smaller than Settings::min_flops_per_thread per thread run on fewer threads (measured, see Settings).
+// smaller than Settings::min_flops_per_thread per thread run on fewer threads (derived from measurements,
+// see Settings). One part per thread balances well on idle cores; when another process holds a core, the
+// part its worker took waits for it (finer parts, or one packed B panel shared by all threads, would fix
+// that at the price of more packing or of barriers).
 #pragma once
 
 #include <algorithm>
