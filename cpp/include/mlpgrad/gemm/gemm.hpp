@@ -83,12 +83,13 @@ struct Settings {
     Blocking blocking = blocking_for<T>();  // mr and nr are the micro-kernel's whatever is set here
     // A product of F floating-point operations (2 per multiply-add) runs on at most F / min_flops_per_thread
     // threads. Derived from two measurements (bench_gemm --dispatch and --sweep, one core ≈ 100 GFLOP/s
-    // float): a pool run costs the caller 0.1-0.2 µs when a worker is awake, so a split pays from ~20 kflop
-    // per thread; and when no worker comes (asleep, or its core busy: the caller then runs every part) the
+    // float): a pool run costs the caller 0.1-0.3 µs when a worker is awake (spinning after the previous
+    // product) and 2.3 µs at best when it sleeps, so a split pays from 20-35 kflop per thread awake and
+    // ~230 kflop asleep; and when no worker comes (its core busy: the caller then runs every part) the
     // split costs the caller its redundant packing and a second pass over the tiles: 10-36 % of a product
-    // below 70 kflop, 5-14 % at 150 kflop, from 500 kflop up mostly 1-4 % (at most 11 %). 2¹⁸ per thread
-    // splits products from 524,288 flops (~5 µs), where the worst case loses a few percent and the best
-    // case halves the time; smaller ones (a 64-wide layer at B = 32: 262,144) stay on one thread.
+    // below 70 kflop, 5-14 % at 150 kflop, from 500 kflop up mostly 1-4 % (at most 11 %). 2¹⁸ = 262,144 per
+    // thread (the asleep break-even) splits products from 524,288 flops (~5 µs), where the worst case loses a
+    // few percent and the best halves the time; smaller ones (a 64-wide layer at B = 32) stay on one thread.
     std::size_t min_flops_per_thread = std::size_t(1) << 18;
     // Pack A only for products with at least this many columns, for A row-major (W in U = W Z; read in place
     // as mr row streams) and for A transposed (Wᵀ in ∂Z = Wᵀ ∂U; read in place one strided line per depth
