@@ -485,66 +485,6 @@ TEST(Gemm, PeakProbeMeasuresSomething) {
     EXPECT_TRUE(std::isfinite(d) && d > 0);
 }
 
-// ---- The thread pool itself.
-
-TEST(ThreadPool, RunsEveryTaskOnce) {
-    for (std::size_t threads : {0, 1, 2, 3, 5}) {
-        ThreadPool pool(threads);
-        EXPECT_EQ(pool.size(), threads > 1 ? threads : 1);
-        for (std::size_t count : {0, 1, 2, 7, 100}) {
-            std::vector<std::atomic<int>> hits(count);
-            pool.run(count, [&](std::size_t i) { hits[i].fetch_add(1); });
-            for (std::size_t i = 0; i < count; ++i) EXPECT_EQ(hits[i].load(), 1) << threads << " " << count << " " << i;
-        }
-    }
-}
-
-TEST(ThreadPool, TaskExceptionsReachTheCallerAndThePoolKeepsWorking) {
-    ThreadPool pool(3);
-    for (int round = 0; round < 10; ++round) {
-        std::atomic<int> ran{0};
-        EXPECT_THROW(pool.run(50,
-                              [&](std::size_t i) {
-                                  ++ran;
-                                  if (i == 7) throw std::runtime_error("task 7");
-                              }),
-                     std::runtime_error);
-        EXPECT_GE(ran.load(), 1);
-        std::atomic<int> after{0};
-        pool.run(10, [&](std::size_t) { ++after; });
-        EXPECT_EQ(after.load(), 10);
-    }
-}
-
-TEST(ThreadPool, NestedRunsInline) {
-    ThreadPool pool(2);
-    std::atomic<int> inner{0};
-    pool.run(4, [&](std::size_t) { pool.run(3, [&](std::size_t) { ++inner; }); });
-    EXPECT_EQ(inner.load(), 12);
-}
-
-TEST(ThreadPool, CreatedAndDestroyedRepeatedly) {
-    for (int i = 0; i < 50; ++i) {
-        ThreadPool pool(1 + i % 4);
-        std::atomic<int> n{0};
-        if (i % 2) pool.run(8, [&](std::size_t) { ++n; });
-        EXPECT_EQ(n.load(), i % 2 ? 8 : 0);
-    }
-}
-
-TEST(ThreadPool, SeveralCallersAtOnce) {
-    ThreadPool pool(2);
-    std::atomic<long> total{0};
-    auto caller = [&] {
-        for (int i = 0; i < 200; ++i) pool.run(5, [&](std::size_t k) { total += long(k) + 1; });
-    };
-    std::thread a(caller), b(caller), c(caller);
-    a.join();
-    b.join();
-    c.join();
-    EXPECT_EQ(total.load(), 3L * 200 * 15);
-}
-
 // After fork() the child has the parent's pool object but none of its threads; nothing static needs
 // resetting, so a new pool in the child computes (the parent's is left alone there, as documented).
 TEST(ThreadPool, ANewPoolWorksInAForkedChild) {
