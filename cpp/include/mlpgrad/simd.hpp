@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <cstring>
+#include <type_traits>
 #include <utility>
 
 #if !defined(MLPGRAD_SIMD_BYTES)
@@ -88,12 +89,55 @@ struct Vec {
     friend Vec operator+(Vec a, Vec b) { return {a.v + b.v}; }
     friend Vec operator*(Vec a, Vec b) { return {a.v * b.v}; }
 
+    // a where a > 0, else +0 (NaN gives 0): ReLU as a > 0 ? a : 0, by masking a's bits with the comparison.
+    friend Vec positive_part(Vec a) {
+        using mask = decltype(a.v > a.v);
+        return {(native)((mask)a.v & (a.v > native{}))};
+    }
+
+    // (a0, b0, a1, b1, ...) from the low halves of a and b, and the same from the high halves: the steps
+    // of transpose() below.
+    friend Vec interleave_low(Vec a, Vec b) { return interleave<0>(a, b, std::make_index_sequence<size>{}); }
+    friend Vec interleave_high(Vec a, Vec b) { return interleave<size / 2>(a, b, std::make_index_sequence<size>{}); }
+
   private:
     template <std::size_t... I>
     static Vec splat(T a, std::index_sequence<I...>) {
         return {native{((void)I, a)...}};
     }
+    // Lane I of the result: lane Offset + I/2 of a (I even) or of b (I odd).
+    static constexpr int interleave_lane(std::size_t offset, std::size_t i) {
+        return static_cast<int>((i % 2 ? size : 0) + offset + i / 2);
+    }
+    template <std::size_t Offset, std::size_t... I>
+    static Vec interleave(Vec a, Vec b, std::index_sequence<I...>) {
+#if defined(__clang__) || __GNUC__ >= 12
+        return {__builtin_shufflevector(a.v, b.v, interleave_lane(Offset, I)...)};
+#else
+        using lane_index = std::conditional_t<sizeof(T) == 4, int, long long>;
+        typedef lane_index mask __attribute__((vector_size(MLPGRAD_SIMD_BYTES)));
+        return {__builtin_shuffle(a.v, b.v, mask{interleave_lane(Offset, I)...})};
+#endif
+    }
 };
+
+// rows[i] lane j ← rows[j] lane i, for a square block of size × size: log2(size) rounds of interleaving
+// (a perfect-shuffle network), each lane moved by shuffles in registers.
+template <class T>
+inline void transpose(Vec<T> (&rows)[Vec<T>::size]) {
+    constexpr std::size_t n = Vec<T>::size, half = n / 2;
+    MLPGRAD_UNROLL
+    for (std::size_t round = 1; round < n; round *= 2) {
+        Vec<T> next[n];
+        MLPGRAD_UNROLL
+        for (std::size_t i = 0; i < half; ++i) {
+            next[2 * i] = interleave_low(rows[i], rows[i + half]);
+            next[2 * i + 1] = interleave_high(rows[i], rows[i + half]);
+        }
+        MLPGRAD_UNROLL
+        for (std::size_t i = 0; i < n; ++i) rows[i] = next[i];
+    }
+}
 
 #else
 
@@ -111,7 +155,12 @@ struct Vec {
 
     friend Vec operator+(Vec a, Vec b) { return {a.v + b.v}; }
     friend Vec operator*(Vec a, Vec b) { return {a.v * b.v}; }
+    friend Vec positive_part(Vec a) { return {a.v > T(0) ? a.v : T(0)}; }
 };
+
+// A 1 × 1 block is its own transpose.
+template <class T>
+inline void transpose(Vec<T> (&)[1]) {}
 
 #endif
 

@@ -1,0 +1,78 @@
+// The micro-kernel: one mr × nr tile of C from kc rank-1 updates, with the whole tile in vector registers.
+#pragma once
+
+#include <cstddef>
+
+#include "../simd.hpp"
+#include "blocking.hpp"
+
+namespace mlpgrad {
+namespace gemm {
+
+// C[r][j] (+)= Σ_{k < kc} A(r, k) b[k][j] for r < R, j < nr (R ≤ mr), where b is a packed micro-panel of
+// B (nr contiguous values per k) and A(r, k) = a[r · a_row + k · a_depth]. Packed = true: a is a packed
+// micro-panel of A (a_row = 1, a_depth = mr, known at compile time); false: A read in place, for products
+// where packing it would cost more than it saves (see gemm.hpp). Each element of C is one lane of one
+// accumulator, summed over k in order: the same arithmetic for every R and either form of A.
+//
+// Out of line, the accumulator loops fully unrolled and the B values pinned in registers: otherwise GCC may
+// keep accumulators on the stack or re-load B as a memory operand of every FMA (see simd.hpp).
+template <class T, std::size_t R, bool Packed>
+MLPGRAD_NOINLINE void microkernel(std::size_t kc, const T* a, std::size_t a_row, std::size_t a_depth, const T* b,
+                                  T* c, std::size_t ldc, bool add) {
+    using simd::Vec;
+    using RB = RegisterBlock<T>;
+    constexpr std::size_t V = RB::vector, NV = RB::nv, NR = RB::nr;
+    static_assert(R >= 1 && R <= RB::mr, "R rows of at most mr");
+    const std::size_t row = Packed ? 1 : a_row, depth = Packed ? RB::mr : a_depth;
+    Vec<T> acc[R][NV];
+    MLPGRAD_UNROLL
+    for (std::size_t r = 0; r < R; ++r) {
+        MLPGRAD_UNROLL
+        for (std::size_t v = 0; v < NV; ++v) acc[r][v] = Vec<T>::zero();
+    }
+    for (std::size_t k = 0; k < kc; ++k) {
+        Vec<T> bk[NV];
+        MLPGRAD_UNROLL
+        for (std::size_t v = 0; v < NV; ++v) {
+            bk[v] = Vec<T>::load(b + v * V);
+            bk[v].pin();
+        }
+        MLPGRAD_UNROLL
+        for (std::size_t r = 0; r < R; ++r) {
+            const auto ar = Vec<T>::broadcast(a[r * row]);
+            MLPGRAD_UNROLL
+            for (std::size_t v = 0; v < NV; ++v) acc[r][v] = simd::fma(ar, bk[v], acc[r][v]);
+        }
+        a += depth;
+        b += NR;
+    }
+    MLPGRAD_UNROLL
+    for (std::size_t r = 0; r < R; ++r) {
+        MLPGRAD_UNROLL
+        for (std::size_t v = 0; v < NV; ++v) {
+            T* out = c + r * ldc + v * V;
+            (add ? acc[r][v] + Vec<T>::load(out) : acc[r][v]).store(out);
+        }
+    }
+}
+
+// The kernel for R = m rows (1 ≤ m ≤ mr) of A read in place; packed A is zero-padded to mr rows instead.
+template <class T>
+using Microkernel = void (*)(std::size_t, const T*, std::size_t, std::size_t, const T*, T*, std::size_t, bool);
+
+template <class T>
+Microkernel<T> unpacked_microkernel(std::size_t m) {
+    static_assert(RegisterBlock<T>::mr == 6, "one entry per row count");
+    switch (m) {
+        case 1: return &microkernel<T, 1, false>;
+        case 2: return &microkernel<T, 2, false>;
+        case 3: return &microkernel<T, 3, false>;
+        case 4: return &microkernel<T, 4, false>;
+        case 5: return &microkernel<T, 5, false>;
+        default: return &microkernel<T, 6, false>;
+    }
+}
+
+}  // namespace gemm
+}  // namespace mlpgrad
