@@ -68,12 +68,22 @@ struct Vec {
     // Built as {a, a, ..., a}: one vbroadcast from memory (a loop or `native{} + a` costs extra shuffles/adds).
     static Vec broadcast(T a) { return splat(a, std::make_index_sequence<size>{}); }
     // memcpy compiles to one unaligned load/store: NumPy buffers need not be vector-aligned.
+    // GCC 12 at -O3 reports -Warray-bounds for loads in loops that never run on a short buffer (it inlines a
+    // caller's small std::vector and warns before proving the trip count is 0); callers only load in range.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Warray-bounds"
+#pragma GCC diagnostic ignored "-Wstringop-overflow"
+#endif
     static Vec load(const T* p) {
         Vec r;
         std::memcpy(&r.v, p, sizeof(native));
         return r;
     }
     void store(T* p) const { std::memcpy(p, &v, sizeof(native)); }
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
     T operator[](std::size_t k) const { return v[k]; }
 
     // Keeps the value in a register: without it GCC re-loads a vector that several FMAs share as a memory
