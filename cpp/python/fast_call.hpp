@@ -8,6 +8,9 @@
 #include <array>
 #include <cstddef>
 #include <string>
+#include <vector>
+
+#include "arguments.hpp"
 
 namespace mlpgrad_python {
 
@@ -39,9 +42,7 @@ struct FastSignature {
         for (Py_ssize_t k = 0; k < n_kw; ++k) {
             PyObject* key = PyTuple_GET_ITEM(kwnames, k);
             std::size_t i = index_of(key);
-            if (i == N)
-                throw py::type_error(std::string(function) + "() got an unexpected keyword argument '" +
-                                     py::str(key).cast<std::string>() + "'");
+            if (i == N) throw py::type_error(unexpected_keyword(function, key, {names.begin(), names.end()}));
             if (slots[i])
                 throw py::type_error(std::string(function) + "() got multiple values for argument '" + names[i] + "'");
             slots[i] = args[n_pos + static_cast<std::size_t>(k)];

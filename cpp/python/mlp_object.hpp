@@ -19,6 +19,7 @@
 #include <variant>
 #include <vector>
 
+#include "arguments.hpp"
 #include "checks.hpp"
 #include "gradients_object.hpp"
 #include "thread_state.hpp"
@@ -58,9 +59,7 @@ py::array_t<T> as_input(py::handle obj, const char* what) {
     try {
         a = numpy_asarray()(obj);
     } catch (py::error_already_set& e) {
-        // Out of memory stays a MemoryError; KeyboardInterrupt and friends are not ours to rename.
-        if (e.matches(PyExc_MemoryError) || !e.matches(PyExc_Exception)) throw;
-        throw py::type_error(std::string(what) + " could not be read as an array of real numbers: " + e.what());
+        raise_chained(e, PyExc_TypeError, std::string(what) + " could not be read as an array of real numbers");
     }
     const char kind = a.dtype().kind();
     if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
@@ -94,9 +93,8 @@ double as_real(py::handle obj, const char* what, double fallback) {
     if (v == -1.0 && PyErr_Occurred()) {
         py::error_already_set e;
         if (e.matches(PyExc_OverflowError))  // e.g. an int beyond the float range
-            throw py::value_error(std::string(what) + " is out of the range of a float: " + e.what());
-        if (e.matches(PyExc_MemoryError) || !e.matches(PyExc_Exception)) throw e;
-        throw py::type_error(std::string(what) + " could not be read as a real number: " + e.what());
+            raise_chained(e, PyExc_ValueError, std::string(what) + " is out of the range of a float");
+        raise_chained(e, PyExc_TypeError, std::string(what) + " could not be read as a real number");
     }
     return v;
 }
@@ -145,10 +143,18 @@ class MLP {
         require_layout(alpha_, "alpha");
         activations_ = parse_activations(activation, weights_.size());
 
-        if (dtype_ == DType::float32)
-            model_ = make_model<float>();
-        else
-            model_ = make_model<double>();
+        try {
+            if (dtype_ == DType::float32)
+                model_ = make_model<float>();
+            else
+                model_ = make_model<double>();
+        } catch (const std::invalid_argument& e) {  // the core's shape checks; add the hint it cannot give
+            std::vector<std::pair<std::size_t, std::size_t>> shapes;
+            for (const auto& w : weights_)
+                shapes.emplace_back(static_cast<std::size_t>(w.shape(0)), static_cast<std::size_t>(w.shape(1)));
+            throw py::value_error(e.what() +
+                                  transposed_hint(shapes, std::nullopt, static_cast<std::size_t>(alpha_.size()), "weights"));
+        }
         static std::atomic<std::uint64_t> next_id{1};
         id_ = next_id++;
         work_per_example_ = visit([](auto& m) { return m.net.edge_count() + m.net.width(0) + 1; });
@@ -215,8 +221,8 @@ class MLP {
         auto parse = [](py::handle name, const std::string& what) {
             if (!py::isinstance<py::str>(name))
                 throw py::type_error(what + " must be an activation name (str), got " + type_name(name));
-            try {
-                return mlpgrad::parse_activation(name.cast<std::string>());
+            try {  // a name that is not valid Unicode (a lone surrogate) is an unknown name, shown escaped
+                return mlpgrad::parse_activation(utf8_text(name));
             } catch (const std::invalid_argument& e) {
                 throw py::value_error(what + ": " + e.what());
             }
@@ -233,8 +239,7 @@ class MLP {
             n = seq.size();
             for (std::size_t t = 0; t < n && t < depth; ++t) names.push_back(seq[t]);
         } catch (py::error_already_set& e) {
-            if (e.matches(PyExc_MemoryError) || !e.matches(PyExc_Exception)) throw;
-            throw py::type_error("activation could not be read as a sequence of names: " + std::string(e.what()));
+            raise_chained(e, PyExc_TypeError, "activation could not be read as a sequence of names");
         }
         if (n != depth)
             throw py::value_error("activation has " + std::to_string(n) + " names but the network has " +
@@ -406,7 +411,7 @@ class MLP {
         const long long b = PyLong_AsLongLongAndOverflow(batch.ptr(), &overflow);
         if (b == -1 && PyErr_Occurred()) throw py::error_already_set();
         if (overflow != 0 || b < 0)
-            throw py::value_error("batch must be >= 0 and fit in 64 bits, got " + py::str(batch).cast<std::string>());
+            throw py::value_error("batch must be >= 0 and fit in 64 bits, got " + text_of(batch));
         return static_cast<std::size_t>(b);
     }
 
