@@ -63,22 +63,6 @@ struct FastSignature {
     }
 };
 
-// The C++ object behind `self` (the method descriptor has already checked self's type); TypeError for an
-// instance made by Class.__new__ whose __init__ never ran.
-template <class Class>
-Class& self_of(PyObject* self) {
-    auto vh = reinterpret_cast<py::detail::instance*>(self)->get_value_and_holder();
-    if (!vh.holder_constructed()) throw py::type_error(std::string(Py_TYPE(self)->tp_name) + ".__init__ was never called");
-    return *static_cast<Class*>(vh.value_ptr());
-}
-
-// A const member function as a callable on `self` that refuses (TypeError), instead of dereferencing, an
-// instance whose __init__ never ran: pybind11's own argument casting does not check that.
-template <class Class, class R>
-auto initialized(R (Class::*f)() const) {
-    return [f](py::handle self) { return (self_of<Class>(self.ptr()).*f)(); };
-}
-
 // Runs `body` and turns any C++ exception into the Python exception pybind11 would raise.
 template <class F>
 PyObject* fast_call(F&& body) noexcept {

@@ -22,6 +22,7 @@
 #include "arguments.hpp"
 #include "checks.hpp"
 #include "gradients_object.hpp"
+#include "instances.hpp"
 #include "thread_state.hpp"
 
 namespace mlpgrad_python {
@@ -297,12 +298,12 @@ class MLP {
     template <class T>
     GradientsObject* check_out(Model<T>& m, py::handle out, std::optional<std::size_t> batch) {
         if (!out || out.is_none()) return nullptr;
-        if (!py::isinstance<GradientsObject>(out))
+        py::detail::instance* inst = instance_or_null<GradientsObject>(out.ptr());
+        if (!inst)
             throw py::type_error("out must be a mlpgrad.Gradients (from net.new_gradients()), got " + type_name(out));
         // Gradients.__new__(Gradients) makes an instance whose C++ object was never built: refuse it (O(1)).
-        if (!reinterpret_cast<py::detail::instance*>(out.ptr())->get_value_and_holder().holder_constructed())
-            throw py::type_error("out is a mlpgrad.Gradients whose __init__ never ran");
-        auto* g = out.cast<GradientsObject*>();
+        if (!is_initialized<GradientsObject>(inst)) throw py::type_error("out is a mlpgrad.Gradients whose __init__ never ran");
+        auto* g = static_cast<GradientsObject*>(inst->simple_value_holder[0]);
         if (g->dtype() != dtype_)
             throw py::type_error(std::string("out holds ") + dtype_name(g->dtype()) + " arrays but the network is " +
                                  dtype_name(dtype_));
