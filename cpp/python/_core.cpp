@@ -9,6 +9,7 @@
 #include "gradients_object.hpp"
 #include "instances.hpp"
 #include "mlp_object.hpp"
+#include "pickling.hpp"
 
 namespace mlpgrad_python {
 namespace {
@@ -114,12 +115,22 @@ PyMethodDef fast_methods[] = {
     {"__init__", fast(&mlp_init), fast_flags,
      "__init__($self, weights, alpha, activation='relu')\n--\n\nViews (never copies) the weight arrays and alpha; "
      "checks them once. An MLP never changes once made: a second __init__ raises TypeError."},
+    {"__getstate__", fast(&mlp_getstate), fast_flags,
+     "__getstate__($self, /)\n--\n\n(1, weights tuple, alpha, activation names tuple): pickle format version 1."},
+    {"__setstate__", fast(&mlp_setstate), fast_flags,
+     "__setstate__($self, state, /)\n--\n\nBuilds the network from a version-1 state, with the checks of MLP(...)."},
+    {"__reduce__", fast(&mlp_reduce), fast_flags, "__reduce__($self, /)\n--\n\nPickling support."},
+    {"__reduce_ex__", fast(&mlp_reduce_ex), fast_flags,
+     "__reduce_ex__($self, protocol, /)\n--\n\nPickling support, the same reduction for every protocol."},
 };
 
 PyMethodDef gradients_methods[] = {
     {"__init__", fast(&gradients_init), fast_flags,
      "__init__($self, weights, alpha, x, z=None, u=None)\n--\n\nWraps (never copies) the caller's arrays, "
      "checked once. A Gradients never changes once made: a second __init__ raises TypeError."},
+    {"__reduce__", fast(&gradients_reduce), fast_flags, "__reduce__($self, /)\n--\n\nRefuses: TypeError."},
+    {"__reduce_ex__", fast(&gradients_reduce_ex), fast_flags,
+     "__reduce_ex__($self, protocol, /)\n--\n\nRefuses under every protocol: TypeError."},
 };
 
 // Registers what instances.hpp needs to know about a bound class.
@@ -195,13 +206,7 @@ sequence of one name per layer (see ``mlpgrad.ACTIVATIONS``).
         .def_property_readonly(
             "u", [](py::handle self) { return self_of<MLP>(self.ptr()).recorded(false); },
             "u^1..u^T of this thread's last forward pass, as read-only snapshot arrays.")
-        .def("__repr__", initialized(&MLP::repr))
-        .def(py::pickle([](py::handle self) { return self_of<MLP>(self.ptr()).getstate(); },
-                        [](py::tuple state) {
-                            if (state.size() != 4 || !py::isinstance<py::int_>(state[0]) || state[0].cast<int>() != 1)
-                                throw py::value_error("unsupported mlpgrad.MLP pickle state; expected format version 1");
-                            return MLP(py::list(state[1]), state[2], state[3]);
-                        }));
+        .def("__repr__", initialized(&MLP::repr));
 
     forward_sig.intern();
     backward_sig.intern();
@@ -211,8 +216,13 @@ sequence of one name per layer (see ``mlpgrad.ACTIVATIONS``).
     new_gradients_sig.intern();
     mlp_init_sig.intern();
     gradients_init_sig.intern();
+    getstate_sig.intern();
+    setstate_sig.intern();
+    reduce_sig.intern();
+    reduce_ex_sig.intern();
     for (auto& def : fast_methods) add_fast_method(m.attr("MLP"), def);
     for (auto& def : gradients_methods) add_fast_method(m.attr("Gradients"), def);
+    mlp_reduce_descriptor = py::object(m.attr("MLP").attr("__dict__")["__reduce__"]).release().ptr();  // kept for good
     finish_class<MLP>(m.attr("MLP"), "mlpgrad.MLP");
     finish_class<GradientsObject>(m.attr("Gradients"), "mlpgrad.Gradients");
 }
