@@ -15,12 +15,22 @@
 
 namespace mlpgrad_python {
 
-// A str's text as UTF-8, with what cannot be encoded (lone surrogates) backslash-escaped: runs no user
-// code (a str subclass's __str__ is not called) and never fails but for MemoryError.
+// A str's text as UTF-8 for messages and name lookups: what cannot be encoded (lone surrogates) is
+// backslash-escaped, and so is NUL (a message is a C string and would end there). Runs no user code (a str
+// subclass's __str__ is not called) and never fails but for MemoryError. No name mlpgrad looks up holds a
+// backslash, so the escaping never makes an unknown name known.
 inline std::string utf8_text(py::handle str) {
     auto bytes = py::reinterpret_steal<py::object>(PyUnicode_AsEncodedString(str.ptr(), "utf-8", "backslashreplace"));
     if (!bytes) throw py::error_already_set();
-    return {PyBytes_AS_STRING(bytes.ptr()), static_cast<std::size_t>(PyBytes_GET_SIZE(bytes.ptr()))};
+    const char* utf8 = PyBytes_AS_STRING(bytes.ptr());
+    std::string text;
+    for (Py_ssize_t i = 0; i < PyBytes_GET_SIZE(bytes.ptr()); ++i) {
+        if (utf8[i] == '\0')
+            text += "\\x00";
+        else
+            text += utf8[i];
+    }
+    return text;
 }
 
 // str(obj) for a message, or its type name when str() raises or returns something odd.
@@ -65,6 +75,7 @@ inline std::optional<std::string> closest_name(const std::string& got, const std
         return row[b.size()];
     };
     std::optional<std::string> best;
+    if (got.empty()) return best;
     std::size_t best_distance = 3;
     for (const auto& name : names) {
         const std::size_t d = distance(got, name);
