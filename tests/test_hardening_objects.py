@@ -270,11 +270,14 @@ def test_a_forward_whose_input_reenters_init_leaves_the_network_as_it_was():
 LONE = "\udc80"
 
 
-@pytest.mark.parametrize("activation, name", [(LONE, "activation"), (["relu", "tan" + LONE], r"activation\[1\]")])
-def test_lone_surrogates_in_activation_names_are_unknown_names(activation, name):
+@pytest.mark.parametrize("activation, name, shown", [(LONE, "activation", r"\udc80"),
+                                                    (["relu", "tan" + LONE], "activation[1]", r"tan\udc80"),
+                                                    ("tanh\0", "activation", r"tanh\x00")])
+def test_ill_formed_activation_names_are_unknown_names_shown_escaped(activation, name, shown):
     weights, alpha = small_net()
-    with pytest.raises(ValueError, match=name + r".*unknown activation '(tan)?\\udc80'"):
+    with pytest.raises(ValueError) as info:
         mlpgrad.MLP(weights, alpha, activation)
+    assert str(info.value).startswith(f"{name}: unknown activation '{shown}'; expected one of 'relu'"), info.value
 
 
 def entry_points():
@@ -296,7 +299,7 @@ def entry_points():
     }
 
 
-@pytest.mark.parametrize("keyword", [LONE, "a" + LONE + "b", "activations", "outt", "é"])
+@pytest.mark.parametrize("keyword", [LONE, "a" + LONE + "b", "a\0b", "activations", "outt", "é"])
 def test_an_unknown_keyword_is_one_type_error_naming_it(keyword):
     # in a child: pybind11's overload error aborted on a keyword that is not valid UTF-8
     lines = run_in_child(f"""
@@ -306,7 +309,7 @@ def test_an_unknown_keyword_is_one_type_error_naming_it(keyword):
         print(name, "->", outcome(lambda: function(**{{{keyword!r}: 1}})))
     """)
     assert len(lines) == len(entry_points())
-    escaped = keyword.encode("utf-8", "backslashreplace").decode("utf-8")
+    escaped = keyword.encode("utf-8", "backslashreplace").decode("utf-8").replace("\0", r"\x00")
     for line in lines:
         function, result = line.split(" -> ", 1)
         assert result.startswith(f"TypeError: {function}() got an unexpected keyword argument '{escaped}'"), line
