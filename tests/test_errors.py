@@ -111,6 +111,8 @@ CONSTRUCT = {
     "activation_too_many": (lambda w, a, d: (w, a, ["relu"] * 4), ValueError, [ACT]),
     "activation_depth0_nonempty": (lambda w, a, d: ([], np.ones(2, d), ["relu"]), ValueError, [ACT]),
     "activation_int": (lambda w, a, d: (w, a, 3), TypeError, [ACT]),
+    "activation_bytes": (lambda w, a, d: (w, a, b"relu"), TypeError, [ACT, "bytes"]),
+    "activation_bytes_of_depth_length": (lambda w, a, d: (w, a, b"tan"), TypeError, [ACT, "bytes"]),
     "activation_None": (lambda w, a, d: (w, a, None), TypeError, [ACT]),
     "activation_nonstr_in_list": (lambda w, a, d: (w, a, ["relu", 3, "tanh"]), TypeError, [ACT]),
 }

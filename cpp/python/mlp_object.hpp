@@ -230,7 +230,9 @@ class MLP {
         };
         if (py::isinstance<py::str>(activation))
             return std::vector<Activation>(depth, parse(activation, "activation"));
-        if (!py::isinstance<py::sequence>(activation))
+        // bytes are a sequence too, but of ints: b"relu" is a name that was not decoded, not 4 names
+        if (!py::isinstance<py::sequence>(activation) || PyBytes_Check(activation.ptr()) ||
+            PyByteArray_Check(activation.ptr()))
             throw py::type_error("activation must be a name (str) or a sequence of one name per layer, got " +
                                  type_name(activation));
         auto seq = py::reinterpret_borrow<py::sequence>(activation);
