@@ -49,15 +49,21 @@ bool is_initialized(const py::detail::instance* inst) {
     return inst->simple_holder_constructed;
 }
 
+// The Class object of an instance that instance_or_null accepted and is_initialized said is built.
+template <class Class>
+Class& value_of(py::detail::instance* inst) {
+    return *static_cast<Class*>(inst->simple_value_holder[0]);
+}
+
 // The C++ object behind `self`: TypeError for another type (an unbound method called on anything, a
 // property's __get__), a class with mixed bases, or an instance made by Class.__new__ whose __init__ never ran.
 template <class Class>
 Class& self_of(PyObject* self) {
     py::detail::instance* inst = instance_or_null<Class>(self);
-    if (!inst)
-        throw py::type_error(std::string("self must be a ") + Binding<Class>::name + ", got " + Py_TYPE(self)->tp_name);
-    if (!is_initialized<Class>(inst)) throw py::type_error(std::string(Py_TYPE(self)->tp_name) + ".__init__ was never called");
-    return *static_cast<Class*>(inst->simple_value_holder[0]);
+    const std::string type = Py_TYPE(self)->tp_name;
+    if (!inst) throw py::type_error(std::string("self must be a ") + Binding<Class>::name + ", got " + type);
+    if (!is_initialized<Class>(inst)) throw py::type_error(type + ".__init__ was never called");
+    return value_of<Class>(inst);
 }
 
 // A const member function as a callable on `self`, through self_of's checks.
@@ -73,7 +79,7 @@ auto initialized(R (Class::*f)() const) {
 template <class Class, class Build>
 void construct_in_place(PyObject* self, const char* function, Build&& build) {
     auto refuse = [&](const char* when) {
-        return py::type_error(std::string(function) + "() was called on a " + Py_TYPE(self)->tp_name +
+        return py::type_error(std::string(function) + "() was called on an instance of " + Py_TYPE(self)->tp_name +
                               " that is already initialised" + when + "; mlpgrad objects never change once made: "
                               "make a new one instead");
     };
@@ -117,9 +123,10 @@ PyObject* init_subclass(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyOb
 
 template <class Class>
 void refuse_mixed_subclasses(py::handle cls) {
-    static PyMethodDef def{"__init_subclass__", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&init_subclass<Class>)),
+    static PyMethodDef def{"__init_subclass__",
+                           reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&init_subclass<Class>)),
                            METH_FASTCALL | METH_KEYWORDS,
-                           "Refuses subclasses that also derive from another compiled class (such as MLP and Gradients)."};
+                           "Refuses subclasses that also derive from another compiled class (MLP and Gradients)."};
     auto function = py::reinterpret_steal<py::object>(PyCFunction_New(&def, nullptr));
     if (!function) throw py::error_already_set();
     auto method = py::reinterpret_steal<py::object>(PyClassMethod_New(function.ptr()));

@@ -153,8 +153,8 @@ class MLP {
             std::vector<std::pair<std::size_t, std::size_t>> shapes;
             for (const auto& w : weights_)
                 shapes.emplace_back(static_cast<std::size_t>(w.shape(0)), static_cast<std::size_t>(w.shape(1)));
-            throw py::value_error(e.what() +
-                                  transposed_hint(shapes, std::nullopt, static_cast<std::size_t>(alpha_.size()), "weights"));
+            const auto k_out = static_cast<std::size_t>(alpha_.size());
+            throw py::value_error(e.what() + transposed_hint(shapes, std::nullopt, k_out, "weights"));
         }
         static std::atomic<std::uint64_t> next_id{1};
         id_ = next_id++;
@@ -304,8 +304,9 @@ class MLP {
         if (!inst)
             throw py::type_error("out must be a mlpgrad.Gradients (from net.new_gradients()), got " + type_name(out));
         // Gradients.__new__(Gradients) makes an instance whose C++ object was never built: refuse it (O(1)).
-        if (!is_initialized<GradientsObject>(inst)) throw py::type_error("out is a mlpgrad.Gradients whose __init__ never ran");
-        auto* g = static_cast<GradientsObject*>(inst->simple_value_holder[0]);
+        if (!is_initialized<GradientsObject>(inst))
+            throw py::type_error("out is a mlpgrad.Gradients whose __init__ never ran");
+        GradientsObject* g = &value_of<GradientsObject>(inst);
         if (g->dtype() != dtype_)
             throw py::type_error(std::string("out holds ") + dtype_name(g->dtype()) + " arrays but the network is " +
                                  dtype_name(dtype_));

@@ -78,7 +78,7 @@ inline PyObject* mlp_setstate(PyObject* self, PyObject* const* args, Py_ssize_t 
 
 inline void require_protocol(PyObject* protocol) {
     if (!PyLong_Check(protocol))
-        throw py::type_error(std::string("__reduce_ex__() argument protocol must be an int, got ") + type_name(protocol));
+        throw py::type_error("__reduce_ex__() argument protocol must be an int, got " + type_name(protocol));
 }
 
 // (copyreg.__newobj__, (type(self),), self.__getstate__()): what object.__reduce_ex__(2) gives.
