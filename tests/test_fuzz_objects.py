@@ -3,7 +3,7 @@ every call returns the right result or raises TypeError / ValueError / MemoryErr
 crashes, and never writes the caller's weights. Generated here:
 
   * classes deriving from MLP, Gradients, subclasses of them, plain mixins and a mixin that hides mlpgrad's
-    ``__init_subclass__``, in any order; every use of their instances;
+    ``__init_subclass__``, in any order; every use of their instances, ``__class__`` assignment included;
   * user callbacks (an activation sequence's ``__len__``/``__getitem__``, ``__array__``, ``__float__``,
     ``__index__``) that re-enter the very object being built or called: its ``__init__``, ``__setstate__``,
     its calls, pickling, its gradient buffers' ``__init__``;
@@ -80,6 +80,7 @@ else:
             ("as batch out=", lambda: net.value_and_grad_batch(X, out=obj)),
             ("copy", lambda: copy.copy(obj)),
         ]
+        uses += [(f"__class__ = {n}", (lambda c: lambda: setattr(obj, "__class__", c))(c)) for n, c in BASES.items()]
         uses += [(f"pickle protocol {p}", (lambda p: lambda: pickle.dumps(obj, protocol=p))(p)) for p in PROTOCOLS]
         return uses
 

@@ -105,6 +105,40 @@ def test_methods_and_properties_refuse_the_other_class():
         assert line.split(" -> ")[1].startswith("TypeError: "), line
 
 
+def test_class_assignment_cannot_move_an_instance_to_the_other_class():
+    # net.__class__ = mlpgrad.Gradients made Gradients' methods read the MLP (SIGSEGV, double free)
+    lines = run_in_child("""
+    class SlottedMLP(mlpgrad.MLP):
+        __slots__ = ()
+    class SlottedGradients(mlpgrad.Gradients):
+        __slots__ = ()
+    class SubMLP(mlpgrad.MLP):
+        pass
+    class SubGradients(mlpgrad.Gradients):
+        pass
+    class OtherSubMLP(mlpgrad.MLP):
+        pass
+    nets = [lambda c=c: c([np.ones((3, 2))], np.ones(3)) for c in (mlpgrad.MLP, SlottedMLP, SubMLP)]
+    grads = [lambda c=c: c([], np.ones(3), np.ones(3)) for c in (mlpgrad.Gradients, SlottedGradients, SubGradients)]
+    for make, targets in [(n, (mlpgrad.Gradients, SlottedGradients, SubGradients)) for n in nets] + \\
+                         [(g, (mlpgrad.MLP, SlottedMLP, SubMLP)) for g in grads]:
+        for target in targets:
+            obj = make()
+            print(type(obj).__name__, "->", target.__name__, outcome(lambda: setattr(obj, "__class__", target)))
+            print(type(obj).__name__, "still works:", outcome(lambda: repr(obj)))
+    net = SubMLP([np.ones((3, 2))], np.ones(3))
+    net.__class__ = OtherSubMLP  # within the MLP family: the same C++ object, allowed
+    print(type(net).__name__, net.forward(np.ones(2)))
+    """)
+    assert lines[-1] == "OtherSubMLP 6.0"
+    moves, checks = lines[:-1:2], lines[1:-1:2]
+    assert len(moves) == 18
+    for line in moves:
+        assert "TypeError: __class__ assignment:" in line, line
+    for line in checks:
+        assert line.endswith("still works: returned"), line
+
+
 def test_single_inheritance_still_works_and_passes_class_keywords_on():
     class Tagged:
         def __init_subclass__(cls, tag=None, **kwargs):

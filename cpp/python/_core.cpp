@@ -135,11 +135,12 @@ PyMethodDef gradients_methods[] = {
 
 // Registers what instances.hpp needs to know about a bound class.
 template <class Class>
-void finish_class(py::handle cls, const char* name) {
+void finish_class(py::handle cls, const char* name, bool own_layout) {
     Binding<Class>::type = reinterpret_cast<PyTypeObject*>(cls.ptr());
     Binding<Class>::name = name;
     refuse_mixed_subclasses<Class>(cls);
     guard_instance_creation(Binding<Class>::type);
+    if (own_layout) give_own_layout(Binding<Class>::type);
 }
 
 }  // namespace
@@ -223,6 +224,6 @@ sequence of one name per layer (see ``mlpgrad.ACTIVATIONS``).
     for (auto& def : fast_methods) add_fast_method(m.attr("MLP"), def);
     for (auto& def : gradients_methods) add_fast_method(m.attr("Gradients"), def);
     mlp_reduce_descriptor = py::object(m.attr("MLP").attr("__dict__")["__reduce__"]).release().ptr();  // kept for good
-    finish_class<MLP>(m.attr("MLP"), "mlpgrad.MLP");
-    finish_class<GradientsObject>(m.attr("Gradients"), "mlpgrad.Gradients");
+    finish_class<MLP>(m.attr("MLP"), "mlpgrad.MLP", /*own_layout=*/true);
+    finish_class<GradientsObject>(m.attr("Gradients"), "mlpgrad.Gradients", /*own_layout=*/false);
 }

@@ -134,6 +134,15 @@ void refuse_mixed_subclasses(py::handle cls) {
     py::setattr(cls, "__init_subclass__", method);
 }
 
+// `obj.__class__ = other` moves an instance to any class whose layout CPython deems the same, and every bound
+// class has pybind11's one layout: net.__class__ = mlpgrad.Gradients made Gradients' methods read the MLP as
+// a GradientsObject. One pointer of padding gives the MLP type a layout of its own, so CPython refuses that
+// assignment between the MLP family (subclasses, slotted or not) and any other bound class, Gradients and its
+// subclasses included, in either direction ("object layout differs"). Only MLP is padded: two padded types
+// would make a class deriving from both a layout conflict that CPython reports before __init_subclass__
+// can give its clearer message. Done at import, before any instance or subclass exists.
+inline void give_own_layout(PyTypeObject* cls) { cls->tp_basicsize += static_cast<Py_ssize_t>(sizeof(void*)); }
+
 // pybind11's tp_new throws C++ exceptions through CPython's C frames (std::terminate) when it cannot lay
 // out an instance: pybind11_object() itself, reachable as MLP.__base__ or through copyreg's protocol-0
 // reduction, or out of memory. The guard turns them into TypeError / MemoryError. (The half-made object
