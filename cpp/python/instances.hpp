@@ -60,9 +60,9 @@ Class& value_of(py::detail::instance* inst) {
 template <class Class>
 Class& self_of(PyObject* self) {
     py::detail::instance* inst = instance_or_null<Class>(self);
-    const std::string type = Py_TYPE(self)->tp_name;
+    const char* type = Py_TYPE(self)->tp_name;  // (messages are built on the error paths only)
     if (!inst) throw py::type_error(std::string("self must be a ") + Binding<Class>::name + ", got " + type);
-    if (!is_initialized<Class>(inst)) throw py::type_error(type + ".__init__ was never called");
+    if (!is_initialized<Class>(inst)) throw py::type_error(std::string(type) + ".__init__ was never called");
     return value_of<Class>(inst);
 }
 
