@@ -284,6 +284,55 @@ def test_cli_plot_writes_png(tmp_path, capsys):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
 
 
+def _linear_run() -> GridRun:
+    """mlpgrad's times exactly 3 ns per edge from T·K² = 4,096 on (so its fit lies on its own line), NumPy's 10×."""
+    sizes = [(4, 4), (16, 4), (32, 4), (64, 4), (128, 4), (256, 4), (64, 1), (128, 1)]
+    results = [CellResult(Cell("single", "float64", K, T), {"mlpgrad": Outcome("timed", ns=3.0 * max(T * K * K, 4096)),
+                                                            "numpy": Outcome("timed", ns=30.0 * T * K * K + 5e4)})
+               for K, T in sizes]
+    peers = [PeerInfo("mlpgrad", "mlpgrad", "", "available"), PeerInfo("numpy", "NumPy", "", "available")]
+    return GridRun(peers, results, {"threads": 1, "activation": "relu"})
+
+
+def test_plot_draws_the_fit_line_visibly():
+    """The dashed fit the legend lists is drawn over the range it was fitted on and can be seen where it lies on
+    mlpgrad's own line: a dark line on top, found in the rendered pixels along its whole length."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.colors
+    import matplotlib.pyplot as plt
+
+    from mlpgrad.bench import plot as plot_mod
+
+    fig = plot_mod.figure(_linear_run())
+    try:
+        ax = fig.axes[0]
+        fits = [line for line in ax.get_lines() if line.get_label().startswith("mlpgrad's fit")]
+        assert len(fits) == 1
+        fit = fits[0]
+        assert fit.get_label() in [t.get_text() for t in ax.get_legend().get_texts()]
+        x, y = (np.asarray(v, float) for v in fit.get_data())
+        assert x.tolist() == [4096.0, 4 * 256.0**2]  # the fitted cells' range
+        np.testing.assert_allclose(y, 3.0 * x, rtol=1e-9)  # the fit of exactly linear times
+        (x_lo, x_hi), (y_lo, y_hi) = ax.get_xlim(), ax.get_ylim()
+        assert x_lo < x.min() and x.max() < x_hi and y_lo < y.min() and y.max() < y_hi
+        ours = next(line for line in ax.get_lines() if line.get_label().startswith("mlpgrad (slope"))
+        assert matplotlib.colors.to_rgb(fit.get_color()) != matplotlib.colors.to_rgb(ours.get_color())
+        assert fit.get_zorder() > max(line.get_zorder() for line in ax.get_lines() if line is not fit)
+
+        fig.canvas.draw()
+        pixels = np.asarray(fig.canvas.buffer_rgba())[..., :3].astype(int)
+        height = pixels.shape[0]
+        ts = np.linspace(0.05, 0.95, 40)
+        points = ax.transData.transform(np.column_stack([x[0] * (x[1] / x[0]) ** ts, y[0] * (y[1] / y[0]) ** ts]))
+        dark = 0
+        for px, py in points:
+            col, row = int(round(px)), height - int(round(py))
+            dark += bool((pixels[row - 2:row + 3, col - 2:col + 3].max(axis=-1) < 90).any())
+        assert dark >= 0.6 * len(points), f"the fit line shows at only {dark} of {len(points)} points along it"
+    finally:
+        plt.close(fig)
+
+
 def test_cli_plot_without_matplotlib_fails_before_measuring(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     from mlpgrad.bench import command
@@ -307,6 +356,180 @@ def test_cli_plot_without_matplotlib_fails_before_measuring(tmp_path, capsys, mo
     ],
 )
 def test_cli_bad_bench_options(capsys, argv, message):
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert "error" in captured.err and message in captured.err
+
+
+# ----------------------------------------------------------------------------- the training-step grid
+from mlpgrad.bench import training_report as tr  # noqa: E402
+from mlpgrad.bench import training_step as ts  # noqa: E402
+
+TS_TINY = [ts.Cell((5, 4, 3, 1), 3, "float64", True), ts.Cell((5, 4, 3, 1), 3, "float64", False),
+           ts.Cell((6, 2, 1), 4, "float32", True), ts.Cell((6, 2, 1), 4, "float32", False)]
+TS_ARGS = ["bench", "--training-step", "--networks", "5-4-3-1", "--batch-sizes", "3", "--dtypes", "float32",
+           "--repeats", "1", "--run-ms", "0.1"]
+
+
+def test_training_step_flops():
+    # 784-256-256-1, B = 256: forward W z per layer, αᵀz; backward ∂W per layer, ∂Z of the second layer, ∂α
+    layers = 784 * 256 + 256 * 256
+    params = 2 * 256 * (2 * layers + 256 * 256 + 2 * 256)
+    assert ts.flops((784, 256, 256, 1), 256, input_grad=False) == params
+    assert ts.flops((784, 256, 256, 1), 256, input_grad=True) == params + 2 * 256 * 784 * 256
+    assert ts.flops((6, 1), 2, input_grad=True) == 2 * 2 * 2 * 6  # depth 0: ŷ = Xα and ∂α only
+    assert [c.widths for c in ts.cells()][::8] == list(ts.NETWORKS) and len(ts.cells()) == 3 * 2 * 2 * 2
+
+
+def test_training_step_problem():
+    p = ts.make_problem(ts.Cell((5, 4, 3, 1), 2, "float32", False), seed=3)
+    assert [w.shape for w in p.weights] == [(4, 5), (3, 4)] and p.alpha.shape == (3,) and p.x.shape == (2, 5)
+    assert all(a.dtype == np.float32 for a in p.weights + [p.alpha, p.x, p.dy]) and p.dy.tolist() == [1.0, 1.0]
+    assert p.T == 2 and p.batch == 2
+
+
+def test_training_step_tiny_grid_agrees_and_reports_gflops():
+    run = ts.run_training_step(TS_TINY, [ts.MlpgradStep(), ts.NumpyStep()], threads=1, **FAST)
+    assert run.threads == 1 and [p.name for p in run.peers] == ["mlpgrad", "numpy"]
+    assert set(run.peaks) == {"float64", "float32"}
+    assert run.peaks["float64"].label == "OpenBLAS dgemm 2048³, 1 thread, best of 10 before and after the cells"
+    assert run.peaks["float64"].gflops > 0
+    assert run.peaks["float32"].label.startswith("OpenBLAS sgemm 2048³, 1 thread")
+    assert [c for c, _ in run.results] == TS_TINY
+    for cell, ms in run.results:
+        assert list(ms) == ["mlpgrad", "numpy"]
+        for name, m in ms.items():
+            assert m.status == "timed" and m.ns > 0 and m.check <= grid_mod.TOLERANCES[cell.dtype], (cell, name, m)
+            assert m.gflops == m.flops / m.ns
+        # mlpgrad computes ∂x in every cell (no parameter-only gradients yet); NumPy only where asked
+        assert ms["mlpgrad"].computes_x and ms["mlpgrad"].flops == ts.flops(cell.widths, cell.B, True)
+        assert ms["numpy"].computes_x == cell.input_grad
+        assert ms["numpy"].flops == ts.flops(cell.widths, cell.B, cell.input_grad)
+        assert ts.ratio(ms, run) == ms["numpy"].ns / ms["mlpgrad"].ns
+        assert ts.peak_fraction(ms["mlpgrad"], run.peaks[cell.dtype]) == ms["mlpgrad"].gflops / run.peaks[cell.dtype].gflops
+
+
+class WrongStep(ts.NumpyStep):
+    """The NumPy step with ∂/∂W[0] 1 % too large; counts its calls."""
+
+    name, label = "wrong", "WrongStep"
+
+    def __init__(self):
+        self.calls = 0
+
+    def bind(self, problem):
+        call = super().bind(problem)
+
+        def wrong():
+            self.calls += 1
+            yhat, g = call()
+            g.weights[0][...] *= 1.01
+            return yhat, g
+
+        return wrong
+
+
+@pytest.fixture
+def fake_peak(monkeypatch):
+    """A stand-in for the peak probe (seconds of 2048³ products) where the test is about something else."""
+    monkeypatch.setattr(ts, "fma_peak", lambda dtype, threads: ts.Peak(f"fake {dtype} peak", 100.0))
+
+
+def test_training_step_wrong_peer_is_reported_not_timed(monkeypatch, fake_peak):
+    monkeypatch.setitem(ts.STEP_PEERS, "wrong", WrongStep)
+    wrong = WrongStep()
+    run = ts.run_training_step(TS_TINY[:2], [ts.MlpgradStep(), wrong, ts.NumpyStep()], threads=1, **FAST)
+    for cell, ms in run.results:
+        assert ms["wrong"].status == "wrong" and ms["wrong"].ns is None and ms["wrong"].worst == "∂/∂weights[0]"
+        assert ms["numpy"].status == "timed"
+        assert ts.ratio(ms, run) == ms["numpy"].ns / ms["mlpgrad"].ns  # the fastest peer among those timed
+    assert wrong.calls == 2  # one checking call per cell, never a timed run
+    result = ts.TrainingStepRun([run], {"repeats": 1, "run_ns": 100_000, "seed": 0})
+    console = Console(record=True, width=250)
+    tr.render(result, console)
+    assert "WRONG: WrongStep on 5-4-3-1, B=3, float64, with ∂x, every peer pinned to one thread: disagrees" \
+           in console.export_text()
+
+
+def test_training_step_missing_peers_are_skipped(monkeypatch, fake_peak):
+    monkeypatch.setitem(sys.modules, "torch", None)
+    monkeypatch.setitem(sys.modules, "jax", None)
+    run = ts.run_training_step(TS_TINY[:1], ts.training_peers(["torch", "jax"]), threads=1, **FAST)
+    assert [(p.name, p.status) for p in run.peers] == [("mlpgrad", "available"), ("torch", "skipped"),
+                                                      ("jax", "skipped")]
+    ms = run.results[0][1]
+    assert ms["torch"].status == ms["jax"].status == "skipped" and "not installed" in ms["torch"].reason
+    assert ts.ratio(ms, run) is None
+
+
+_TS_AGREE = """
+import json, sys
+from mlpgrad.bench import training_step as ts
+cells = [ts.Cell((5, 4, 3, 1), 3, d, x) for d in ("float64", "float32") for x in (True, False)]
+cells += [ts.Cell((9, 7, 1), 2, "float32", False), ts.Cell((4, 1), 2, "float64", True)]
+run = ts.run_training_step(cells, ts.training_peers([sys.argv[1]]), threads=1, repeats=1, run_ns=100_000)
+json.dump([[c.describe(), ms[sys.argv[1]].status, ms[sys.argv[1]].reason] for c, ms in run.results], sys.stdout)
+"""
+
+
+@pytest.mark.parametrize("module", ["torch", "jax"])
+def test_training_step_frameworks_agree_with_mlpgrad(module):
+    """In a child process, like test_installed_frameworks_agree_with_mlpgrad."""
+    import importlib.util
+    import subprocess
+
+    if importlib.util.find_spec(module) is None:
+        pytest.skip(f"{module} is not installed")
+    done = subprocess.run([sys.executable, "-c", _TS_AGREE, module], capture_output=True, text=True, encoding="utf-8",
+                          timeout=300)
+    assert done.returncode == 0, done.stderr
+    statuses = json.loads(done.stdout)
+    assert len(statuses) == 6 and all(status == "timed" for _, status, _ in statuses), statuses
+
+
+def test_cli_training_step_writes_tables_json_and_markdown(tmp_path, capsys):
+    """End to end: one child interpreter per thread setting, the tables, the JSON records and the Markdown."""
+    out_json, out_md = tmp_path / "ts.json", tmp_path / "ts.md"
+    argv = TS_ARGS + ["--peers", "numpy", "--json", str(out_json), "--markdown", str(out_md)]
+    assert cli.main(argv) == 0
+    text = capsys.readouterr().out
+    for needle in ("training step, peers at their default threads", "training step, every peer pinned to one thread",
+                   "fastest peer ÷ mlpgrad", "OpenBLAS sgemm 2048³, 1 thread, best of 10 before and after the cells: ",
+                   "OpenBLAS sgemm 2048³, default threads (", "†: mlpgrad computes ∂x too", "no †",
+                   f"JSON written to {out_json}"):
+        assert needle in text, needle
+
+    data = json.loads(out_json.read_text(encoding="utf-8"))
+    assert data["schema"] == tr.SCHEMA and data["command"] == "python -m mlpgrad " + " ".join(argv)
+    assert [s["threads"] for s in data["settings"]] == [None, 1]
+    assert {"python", "numpy", "mlpgrad"} <= set(data["machine"]["libraries"])
+    records = data["measurements"]
+    assert len(records) == 2 * 2 * 2  # 2 thread settings x (with, without ∂x) x (mlpgrad, NumPy)
+    for r in records:
+        assert r["network"] == "5-4-3-1" and r["B"] == 3 and r["dtype"] == "float32" and r["status"] == "timed"
+        assert r["ns_per_call"] > 0 and r["gflops"] == pytest.approx(r["flops"] / r["ns_per_call"])
+        assert r["peak_fraction"] > 0 and "sgemm 2048³" in r["peak"]
+        assert r["computes_x"] == (r["implementation"] == "mlpgrad" or r["input_grad"])
+    md = out_md.read_text(encoding="utf-8")
+    assert "| network | B | dtype | ∂x | mlpgrad | NumPy | fastest peer ÷ mlpgrad |" in md
+    assert "| 5-4-3-1 | 3 | float32 | no † |" in md
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["bench", "--training-step", "--targets"], "--targets and --training-step: choose one"),
+        (["bench", "--training-step", "--plot", "x.png"], "--plot: not applicable with --training-step"),
+        (["bench", "--training-step", "--widths", "4"], "--widths: not applicable with --training-step"),
+        (["bench", "--training-step", "--threads", "2"], "--threads: not applicable with --training-step"),
+        (["bench", "--training-step", "--peers", "oracle"], "--peers oracle: not applicable with --training-step"),
+        (["bench", "--training-step", "--batch-sizes", "none"], "--batch-sizes none: not applicable with"),
+        (["bench", "--networks", "4-1"], "--networks: only with --training-step"),
+        (["bench", "--training-step", "--networks", "4-3"], "networks of positive widths ending in 1"),
+        (["bench", "--training-step", "--networks", "4-0-1"], "networks of positive widths ending in 1"),
+    ],
+)
+def test_cli_bad_training_step_options(capsys, argv, message):
     assert cli.main(argv) == 2
     captured = capsys.readouterr()
     assert "error" in captured.err and message in captured.err

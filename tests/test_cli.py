@@ -1,6 +1,9 @@
 """Tests for ``python -m mlpgrad`` (mlpgrad.cli): the demo's output, exit codes and option errors."""
 
+import importlib.metadata
+import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -55,6 +58,21 @@ def test_demo_float32(capsys, activation):
     assert "vs oracle" in out and "OK" in out
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_demo_depth_zero(capsys, dtype):
+    """T = 0 is a valid network, ŷ = αᵀx: no weight gradients to check, α and x checked as usual."""
+    assert cli.main(["demo", "-K", "5", "-T", "0", "--dtype", dtype]) == 0
+    out = capsys.readouterr().out
+    assert f"K = 5, T = 0, relu, {dtype}, 5 parameters" in out and "OK" in out
+    _, alpha, x = cli._network(5, 0, np.dtype(dtype), 0)
+    got, oracle = _yhat_line(out)
+    expected = float(alpha.astype(np.float64) @ x.astype(np.float64))
+    assert got == pytest.approx(expected, rel=1e-6) and oracle == pytest.approx(expected, rel=1e-15)
+    rows = re.findall(r"[│|] (ŷ|∂ŷ/∂\w+)\s+[│|]\s+(\S+) [│|]\s+(\S*)", out)
+    assert [r[0] for r in rows] == ["ŷ", "∂ŷ/∂alpha", "∂ŷ/∂x"]
+    assert "(5 of 5)" in out  # every entry of α and x checked by finite differences
+
+
 def test_demo_reports_wrong_gradients(capsys, monkeypatch):
     real_mlp = mlpgrad.MLP
 
@@ -84,7 +102,7 @@ def test_demo_reports_wrong_gradients(capsys, monkeypatch):
     "argv, message",
     [
         (["demo", "-K", "0"], "-K/--width: expected a positive integer, got 0"),
-        (["demo", "-T", "-2"], "-T/--depth: expected a positive integer, got -2"),
+        (["demo", "-T", "-2"], "-T/--depth: expected a non-negative integer, got -2"),
         (["demo", "--width", "eight"], "expected a positive integer, got 'eight'"),
         (["demo", "--seed", "-1"], "--seed: expected a non-negative integer"),
         (["demo", "--dtype", "float16"], "invalid choice: 'float16'"),
@@ -108,6 +126,23 @@ def test_help(capsys):
     assert cli.main(["demo", "--help"]) == 0
     out = capsys.readouterr().out
     assert "--width" in out and "--activation" in out
+
+
+def test_version(capsys):
+    assert cli.main(["--version"]) == 0
+    assert capsys.readouterr().out == f"mlpgrad {mlpgrad.__version__}\n"
+    assert mlpgrad.__version__ == importlib.metadata.version("mlpgrad")  # the core's and the package's agree
+
+
+def test_version_from_the_command_line():
+    """``python -m mlpgrad --version`` and the installed ``mlpgrad`` script (next to this interpreter)."""
+    commands = [[sys.executable, "-m", "mlpgrad", "--version"]]
+    script = shutil.which("mlpgrad", path=os.path.dirname(sys.executable))
+    if script is not None:
+        commands.append([script, "--version"])
+    for command in commands:
+        done = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", timeout=120)
+        assert (done.returncode, done.stdout, done.stderr) == (0, f"mlpgrad {mlpgrad.__version__}\n", ""), command
 
 
 def test_python_dash_m():

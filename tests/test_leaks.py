@@ -82,7 +82,16 @@ def make_cases():
     X_b = make_inputs(rng, 16, batch=B)
     gb_alias = net_b.new_gradients(batch=B)
 
+    sgd = mlpgrad.optim.SGD(net, 1e-3, momentum=0.9, nesterov=True, weight_decay=1e-4)
+    adam = mlpgrad.optim.Adam(net, 1e-4, weight_decay=1e-4, decoupled=True)
+
     return {
+        "optim_sgd_step": lambda: sgd.step(gb),
+        "optim_adam_step": lambda: adam.step(gb),
+        "optim_construct": lambda: mlpgrad.optim.Adam(net),
+        "error_optim_step": _raises(TypeError, lambda: adam.step(g32)),
+        "error_optim_update": _raises(ValueError, lambda: mlpgrad._core._sgd_update(alpha, alpha, None, 0.1, 0.0,
+                                                                                 False, 0.0, 1)),
         "value_and_grad": lambda: net.value_and_grad(x, 0.5),
         "value_and_grad_out": lambda: net.value_and_grad(x, 0.5, out=g),
         "value_and_grad_convert": lambda: net.value_and_grad(x32 if len(x_list) else x_list),
@@ -198,6 +207,10 @@ def test_calls_with_out_allocate_no_arrays(dtype):
     assert _peak_during(lambda: net.value_and_grad(x, 0.5, out=g)) < small
     assert _peak_during(lambda: net.forward(x)) < small
     assert _peak_during(lambda: net.backward(0.5, out=g)) < small
+    # An optimiser step writes into the network's arrays and its own state: no array either.
+    assert _peak_during(lambda: mlpgrad.optim.Adam(net).step(g)) > K * K * itemsize  # (its state, when made)
+    adam = mlpgrad.optim.Adam(net)
+    assert _peak_during(lambda: adam.step(g)) < small
     assert _peak_during(lambda: net.value_and_grad_batch(X, dy, out=gb)) < small + 4 * itemsize
     assert _peak_during(lambda: net.forward_batch(X)) < small + 4 * itemsize
     # the measurement sees NumPy buffers: without out= the fresh gradients show up

@@ -24,3 +24,13 @@ def test_readme_shows_the_two_setup_commands():
     ci = (README.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert "pip install . && python -m mlpgrad demo" in ci
     assert 'pip install ".[test]" && python -m pytest' in ci
+
+
+def test_readme_refers_only_to_files_in_the_repository():
+    """Every `path/with/slashes` README quotes exists here: the project refers to nothing outside itself."""
+    root = README.parent
+    text = README.read_text(encoding="utf-8")
+    paths = re.findall(r"`([\w.][\w./-]*/[\w./-]*)`", text)
+    assert "tests/test_fuzz.py" in paths  # the pattern finds README's paths
+    missing = [p for p in paths if ".." in p.split("/") or not (root / p).exists()]
+    assert missing == []

@@ -9,6 +9,7 @@
 #include "gradients_object.hpp"
 #include "instances.hpp"
 #include "mlp_object.hpp"
+#include "optim_functions.hpp"
 #include "pickling.hpp"
 
 namespace mlpgrad_python {
@@ -146,6 +147,12 @@ void finish_class(py::handle cls, const char* name, bool own_layout) {
 }  // namespace
 }  // namespace mlpgrad_python
 
+// Sub-interpreters are refused (ImportError) before pybind11 runs: on CPython 3.11 its module init deadlocks
+// in one (PyGILState_Ensure takes the main interpreter's thread state, whose GIL this thread already holds),
+// and pybind11's type registry and this module's cached objects (numpy.asarray, interned names, the method
+// table) belong to the main interpreter. PYBIND11_MODULE's entry point is renamed here and called by the
+// real PyInit__core below, which checks the interpreter first.
+#define PyInit__core mlpgrad_pybind11_PyInit__core
 PYBIND11_MODULE(_core, m) {
     using namespace mlpgrad_python;
     namespace py = pybind11;
@@ -226,4 +233,16 @@ sequence of one name per layer (see ``mlpgrad.ACTIVATIONS``).
     mlp_reduce_descriptor = py::object(m.attr("MLP").attr("__dict__")["__reduce__"]).release().ptr();  // kept for good
     finish_class<MLP>(m.attr("MLP"), "mlpgrad.MLP", /*own_layout=*/true);
     finish_class<GradientsObject>(m.attr("Gradients"), "mlpgrad.Gradients", /*own_layout=*/false);
+    register_optim_functions(m);
+}
+#undef PyInit__core
+
+extern "C" PYBIND11_EXPORT PyObject* PyInit__core() {
+    if (PyInterpreterState_Get() != PyInterpreterState_Main()) {
+        PyErr_SetString(PyExc_ImportError,
+                        "mlpgrad._core cannot be imported in a sub-interpreter (it keeps process-wide state "
+                        "tied to the main interpreter); import mlpgrad in the main interpreter");
+        return nullptr;
+    }
+    return mlpgrad_pybind11_PyInit__core();
 }

@@ -5,6 +5,10 @@
 
 #include <pybind11/pybind11.h>
 
+#ifdef __GLIBCXX__
+#include <cxxabi.h>  // abi::__forced_unwind
+#endif
+
 #include <array>
 #include <cstddef>
 #include <string>
@@ -63,13 +67,23 @@ struct FastSignature {
     }
 };
 
-// Runs `body` and turns any C++ exception into the Python exception pybind11 would raise.
+inline void set_python_error_from_current_exception() noexcept { py::detail::try_translate_exceptions(); }
+
+// Runs `body` and turns any C++ exception into the Python exception pybind11 would raise. Not noexcept, and
+// a forced unwind is let through (as pybind11's own dispatcher does): that is CPython ending this thread
+// with pthread_exit inside Python code `body` called (an __array__ that re-takes the GIL after the
+// interpreter began to exit; gil.hpp says why), which a noexcept frame would turn into std::terminate.
+// No C++ exception leaves.
 template <class F>
-PyObject* fast_call(F&& body) noexcept {
+PyObject* fast_call(F&& body) {
     try {
         return body().release().ptr();
+#ifdef __GLIBCXX__
+    } catch (abi::__forced_unwind&) {
+        throw;
+#endif
     } catch (...) {
-        py::detail::try_translate_exceptions();
+        set_python_error_from_current_exception();
         return nullptr;
     }
 }

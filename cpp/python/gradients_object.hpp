@@ -10,6 +10,7 @@
 #include <variant>
 
 #include "arguments.hpp"
+#include "array_guard.hpp"
 #include "checks.hpp"
 
 namespace mlpgrad_python {
@@ -50,6 +51,7 @@ class GradientsObject {
         validate();
         build_views();
         span_ = overall_span();
+        guard_arrays();
     }
 
     // Arrays the binding has just allocated to fit a network: nothing to check.
@@ -62,6 +64,7 @@ class GradientsObject {
           dtype_(dtype), widths_(std::move(widths)), batch_(batch) {
         build_views();
         span_ = overall_span();
+        guard_arrays();
     }
 
     DType dtype() const { return dtype_; }
@@ -92,18 +95,17 @@ class GradientsObject {
         return out;
     }
 
-    // Per call: the flag a caller may have flipped since construction. Cheap (no allocation).
-    void require_still_writeable() const {
-        auto check = [](const py::array& a, const char* field, std::size_t t, bool indexed) {
-            if (!a.writeable()) require_writeable(a, indexed ? name(field, t) : std::string("out.") + field);
-        };
-        for (std::size_t t = 0; t < weights_.size(); ++t) check(weights_[t], "weights", t, true);
-        check(alpha_, "alpha", 0, false);
-        check(x_, "x", 0, false);
-        if (z_)
-            for (std::size_t t = 0; t < z_->size(); ++t) check((*z_)[t], "z", t, true);
-        if (u_)
-            for (std::size_t t = 0; t < u_->size(); ++t) check((*u_)[t], "u", t, true);
+    // Per call, just before the core writes: refuses arrays that the caller has reallocated, reshaped or made
+    // read-only since construction (the views point into their old buffers). No allocation unless one was.
+    void require_unchanged() const {
+        for (std::size_t i = 0; i < guards_.size(); ++i) {
+            if (guards_[i].unchanged()) continue;
+            const NamedArray changed = named_arrays()[i];
+            if (guards_[i].only_made_read_only()) require_writeable(changed.array, changed.name);  // throws
+            throw py::value_error(changed.name +
+                                  " was resized or reallocated after this Gradients was made (its buffer, shape, "
+                                  "dtype or layout changed); make new gradients with net.new_gradients()");
+        }
     }
 
     // Whether `r` overlaps one of these arrays: O(1) and allocation-free when `r` lies outside their
@@ -218,6 +220,11 @@ class GradientsObject {
         return span;
     }
 
+    // One guard per array, in the order of named_arrays().
+    void guard_arrays() {
+        for (const auto& na : named_arrays()) guards_.emplace_back(na.array, ArrayGuard::output_flags);
+    }
+
     void build_views() {
         if (dtype_ == DType::float32)
             views_ = make_views<float>();
@@ -259,6 +266,7 @@ class GradientsObject {
     std::optional<std::size_t> batch_;
     std::variant<TypedViews<float>, TypedViews<double>> views_;
     ByteRange span_{nullptr, nullptr};
+    std::vector<ArrayGuard> guards_;
 };
 
 }  // namespace mlpgrad_python

@@ -152,6 +152,10 @@ inline newfunc pybind11_new = nullptr;
 extern "C" inline PyObject* guarded_new(PyTypeObject* type, PyObject* args, PyObject* kwargs) {
     try {
         return pybind11_new(type, args, kwargs);
+#ifdef __GLIBCXX__
+    } catch (abi::__forced_unwind&) {  // a thread ended by CPython inside a finaliser: let it go (fast_call.hpp)
+        throw;
+#endif
     } catch (py::error_already_set& e) {
         e.restore();
     } catch (const std::bad_alloc&) {

@@ -20,7 +20,9 @@
 #include <vector>
 
 #include "arguments.hpp"
+#include "array_guard.hpp"
 #include "checks.hpp"
+#include "gil.hpp"
 #include "gradients_object.hpp"
 #include "instances.hpp"
 #include "thread_state.hpp"
@@ -29,26 +31,12 @@ namespace mlpgrad_python {
 
 using mlpgrad::Activation;
 
-// Below this many multiply-adds a call is cheaper than releasing and re-taking the GIL.
-constexpr std::size_t gil_release_threshold = 4096;
-
-// Releases the GIL for the lifetime of the object when the call is big enough to be worth it.
-class MaybeReleaseGil {
-  public:
-    explicit MaybeReleaseGil(std::size_t work) {
-        if (work >= gil_release_threshold) release_.emplace();
-    }
-
-  private:
-    std::optional<py::gil_scoped_release> release_;
-};
-
 py::handle numpy_asarray() {
     static py::handle f = py::object(py::module_::import("numpy").attr("asarray")).release();  // leaked on purpose
     return f;
 }
 
-// A read-only input (x, X, dy) as a C-contiguous array of T: used as is when it already is one,
+// A read-only input (x, X, dy) as a C-contiguous, aligned array of T: used as is when it already is one,
 // otherwise converted once. Refuses what is not a real number.
 template <class T>
 py::array_t<T> as_input(py::handle obj, const char* what) {
@@ -65,8 +53,16 @@ py::array_t<T> as_input(py::handle obj, const char* what) {
     const char kind = a.dtype().kind();
     if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
         throw py::type_error(std::string(what) + " has dtype " + dtype_string(a) + "; expected real numbers");
+    // The kernels load whole elements of T, so the copy must be aligned as well as C-ordered (pybind11's
+    // array_t<T, c_style> conversion asks NumPy for C order only and passes a misaligned array through).
     // Not ensure(): it swallows the error of a conversion that fails (MemoryError for a huge array).
-    return py::array_t<T, py::array::c_style | py::array::forcecast>(a);
+    using api = py::detail::npy_api;
+    constexpr int flags = api::NPY_ARRAY_ENSUREARRAY_ | api::NPY_ARRAY_FORCECAST_ | api::NPY_ARRAY_C_CONTIGUOUS_ |
+                          api::NPY_ARRAY_ALIGNED_;
+    PyObject* converted =  // steals the dtype reference
+        api::get().PyArray_FromAny_(a.ptr(), py::dtype::of<T>().release().ptr(), 0, 0, flags, nullptr);
+    if (!converted) throw py::error_already_set();
+    return py::reinterpret_steal<py::array_t<T>>(converted);
 }
 
 // numpy.complex64 and numpy.clongdouble are not Python complex subclasses, and float() of them only warns
@@ -142,7 +138,10 @@ class MLP {
         require_dtype(alpha_, dtype_, "alpha", has_weights ? "weights[0] has" : "alpha has");
         require_ndim(alpha_, 1, "alpha", "(K_T,)");
         require_layout(alpha_, "alpha");
+        for (const auto& w : weights_) guards_.emplace_back(w, ArrayGuard::layout_flags);
+        guards_.emplace_back(alpha_, ArrayGuard::layout_flags);
         activations_ = parse_activations(activation, weights_.size());
+        require_unchanged(nullptr);  // a user-defined activation sequence may have changed them since
 
         try {
             if (dtype_ == DType::float32)
@@ -318,8 +317,8 @@ class MLP {
             throw py::value_error("out.x has shape " + shape_string({*g->batch(), m.net.width(0)}) + " but X holds " +
                                   std::to_string(*batch) + " examples; expected " +
                                   shape_string({*batch, m.net.width(0)}));
-        // Shapes and aliasing can't change after construction (neither ours nor out's): check them once per
-        // (network, out) pair. Writeability can be flipped by the caller, so it is checked on every call.
+        // Shapes and aliasing can't change after construction (neither ours nor out's) without every later
+        // call refusing them (require_unchanged): check them once per (network, out) pair.
         if (g->checked_against != id_) {
             if (batch)
                 mlpgrad::require_fits(m.net, g->views<T>().batch, *batch);
@@ -331,8 +330,20 @@ class MLP {
             require_disjoint(g->named_arrays(), inputs);
             g->checked_against = id_;
         }
-        g->require_still_writeable();
         return g;
+    }
+
+    // Per call, after the arguments are converted and allocations are done (both may run user code: __array__,
+    // __float__, a finalizer) and just before the core reads the network and writes `out`: refuses arrays that
+    // were reallocated or changed in place since they were checked, which the core's views would misread.
+    void require_unchanged(const GradientsObject* out) const {
+        for (std::size_t i = 0; i < guards_.size(); ++i)
+            if (!guards_[i].unchanged()) {
+                const std::string what = i < weights_.size() ? "weights[" + std::to_string(i) + "]" : "alpha";
+                throw py::value_error(what + " was resized or reallocated after the network was built (its buffer, "
+                                             "shape, dtype or layout changed); build a new MLP");
+            }
+        if (out) out->require_unchanged();
     }
 
     template <class T>
@@ -348,6 +359,7 @@ class MLP {
     double forward_impl(Model<T>& m, py::handle x) {
         auto xa = as_x(m, x);
         auto& tape = m.state().tape;
+        require_unchanged(nullptr);
         MaybeReleaseGil gil(work(0));
         return mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape);
     }
@@ -366,8 +378,10 @@ class MLP {
         const T dy = static_cast<T>(as_real(dy_obj, "dy", 1.0));
         auto xa = as_x(m, x);
         py::object out = py::reinterpret_borrow<py::object>(out_obj);
-        const auto& view = out_or_new(m, out, std::nullopt).template views<T>().single;
+        const GradientsObject& g = out_or_new(m, out, std::nullopt);
+        const auto& view = g.template views<T>().single;
         auto& tape = m.state().tape;
+        require_unchanged(&g);
         double yhat;
         {
             MaybeReleaseGil gil(work(0));
@@ -399,7 +413,9 @@ class MLP {
         ThreadState<T>* s = m.find_state();
         if (!s || !s->tape.recorded())
             throw std::runtime_error("backward() needs a forward pass first: call net.forward(x) in this thread");
-        const auto& view = out_or_new(m, out, std::nullopt).template views<T>().single;
+        const GradientsObject& g = out_or_new(m, out, std::nullopt);
+        const auto& view = g.template views<T>().single;
+        require_unchanged(&g);
         {
             MaybeReleaseGil gil(work(0));
             mlpgrad::unchecked::backward(m.net, s->tape, dy, view);
@@ -451,7 +467,7 @@ class MLP {
         require_batch_fits(B, "X");
         py::array_t<T> dy;
         py::object out = py::reinterpret_borrow<py::object>(out_obj);
-        const mlpgrad::BatchGradientsView<T>* view = nullptr;
+        const GradientsObject* g = nullptr;
         if (with_grad) {
             if (!dy_obj || dy_obj.is_none()) {
                 dy = py::array_t<T>(static_cast<py::ssize_t>(B));
@@ -462,10 +478,9 @@ class MLP {
                     throw py::value_error("dy has shape " + shape_string(dy) + " but X holds " + std::to_string(B) +
                                           " examples; expected " + shape_string({B}));
             }
-            const GradientsObject& g = out_or_new(m, out, B);
-            view = &g.template views<T>().batch;
+            g = &out_or_new(m, out, B);
             // dy is still read while gradients are written: a dy that aliases an out array is read from a copy.
-            if (dy_obj && !dy_obj.is_none() && g.overlaps(byte_range(dy))) {
+            if (dy_obj && !dy_obj.is_none() && g->overlaps(byte_range(dy))) {
                 py::array_t<T> copy(static_cast<py::ssize_t>(B));
                 std::memcpy(copy.mutable_data(), dy.data(), B * sizeof(T));
                 dy = std::move(copy);
@@ -473,11 +488,14 @@ class MLP {
         }
         py::array_t<T> yhat(static_cast<py::ssize_t>(B));
         auto& tape = m.state().batch_tape;
+        require_unchanged(g);
         {
             MaybeReleaseGil gil(work(B));
             mlpgrad::MatrixView<const T> Xv{X.data(), B, m.net.width(0)};
             mlpgrad::forward_batch(m.net, Xv, tape, mlpgrad::VectorView<T>{yhat.mutable_data(), B});
-            if (view) mlpgrad::unchecked::backward_batch(m.net, tape, mlpgrad::VectorView<const T>{dy.data(), B}, *view);
+            if (g)
+                mlpgrad::unchecked::backward_batch(m.net, tape, mlpgrad::VectorView<const T>{dy.data(), B},
+                                                   g->template views<T>().batch);
         }
         if (!with_grad) return std::move(yhat);
         return py::make_tuple(yhat, out);
@@ -485,6 +503,7 @@ class MLP {
 
     std::vector<py::array> weights_;
     py::array alpha_;
+    std::vector<ArrayGuard> guards_;  // weights_ then alpha_, as validated
     std::vector<Activation> activations_;
     DType dtype_ = DType::float64;
     std::uint64_t id_ = 0;

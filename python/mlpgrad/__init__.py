@@ -2,9 +2,12 @@
 
 A header-only C++ core (``cpp/include/mlpgrad``) bound to NumPy without copies: ``MLP`` views the caller's
 weight arrays, writes gradients into caller arrays (``Gradients``) and releases the GIL while it computes.
-``mlpgrad.reference`` is the pure-Python oracle the core is tested against.
+``mlpgrad.reference`` is the pure-Python oracle the core is tested against. ``mlpgrad.losses`` holds the
+training losses (each returns the mean loss and dy for the batch backward pass), ``mlpgrad.optim`` the
+optimisers (SGD, Adam) that update a network's arrays in place.
 """
 
+from . import losses, optim
 from ._core import ACTIVATIONS, MLP, Gradients, __version__
 
-__all__ = ["ACTIVATIONS", "MLP", "Gradients", "__version__"]
+__all__ = ["ACTIVATIONS", "MLP", "Gradients", "__version__", "losses", "optim"]

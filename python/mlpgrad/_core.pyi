@@ -113,3 +113,15 @@ class MLP:
         self, X: _ArrayLike, dy: Optional[_ArrayLike] = None, *, out: Optional[Gradients] = None
     ) -> tuple[_FloatArray, Gradients]:
         """(ŷ of shape (B,), gradients of Σ_b dy_b·ŷ_b); dy defaults to ones."""
+
+# Private: the optimiser updates behind mlpgrad.optim (one parameter array, in place).
+def _sgd_update(
+    param: _FloatArray, grad: _FloatArray, velocity: Optional[_FloatArray], lr: float, momentum: float,
+    nesterov: bool, weight_decay: float, step: int, /,
+) -> None: ...
+def _adam_update(
+    param: _FloatArray, grad: _FloatArray, m: _FloatArray, v: _FloatArray, lr: float, beta1: float, beta2: float,
+    eps: float, weight_decay: float, decoupled: bool, step: int, /,
+) -> None: ...
+def _sgd_check(lr: float, momentum: float, nesterov: bool, weight_decay: float, /) -> None: ...
+def _adam_check(lr: float, beta1: float, beta2: float, eps: float, weight_decay: float, decoupled: bool, /) -> None: ...

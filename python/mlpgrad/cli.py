@@ -12,8 +12,9 @@ against central finite differences, and times the core against the NumPy peer
 (:mod:`mlpgrad.numpy_backprop`) and the oracle.
 
 ``bench`` times mlpgrad against every installed peer on a grid of sizes (:mod:`mlpgrad.bench.command`:
-NumPy, the oracle, PyTorch, JAX; gradients checked first), or with ``--targets`` measures the performance
-floors of the core (:mod:`mlpgrad.bench.targets`).
+NumPy, the oracle, PyTorch, JAX; gradients checked first), with ``--targets`` measures the performance
+floors of the core (:mod:`mlpgrad.bench.targets`), with ``--training-step`` times one training step of
+mini-batch networks (:mod:`mlpgrad.bench.training_step`).
 """
 from __future__ import annotations
 
@@ -68,7 +69,8 @@ def _add_demo(subparsers):
         "differences, and time mlpgrad, NumPy and the oracle. Exit code 1 if a check fails.",
     )
     p.add_argument("-K", "--width", type=_positive_int, default=64, help="layer width K (default: 64)")
-    p.add_argument("-T", "--depth", type=_positive_int, default=4, help="number of layers T (default: 4)")
+    p.add_argument("-T", "--depth", type=_nonnegative_int, default=4,
+                   help="number of layers T (default: 4; 0 is the network ŷ = αᵀx)")
     p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="default: float64")
     p.add_argument("--activation", choices=ACTIVATIONS, default="relu", help="default: relu")
     p.add_argument("--seed", type=_nonnegative_int, default=0, help="random seed (default: 0)")
@@ -107,6 +109,19 @@ def _choice_list(choices, what):
     return parse
 
 
+def _network_list(text):
+    """'784-256-256-1,64-64-1' -> [(784, 256, 256, 1), (64, 64, 1)]: positive widths ending in the output's 1."""
+    one = _int_at_least(1, "width")
+    try:
+        nets = [tuple(one(k) for k in net.split("-")) for net in text.split(",") if net.strip()]
+    except argparse.ArgumentTypeError:
+        nets = []
+    if not nets or any(len(net) < 2 or net[-1] != 1 for net in nets):
+        raise argparse.ArgumentTypeError(f"expected comma-separated networks of positive widths ending in 1 "
+                                         f"(e.g. 784-256-256-1), got {text!r}")
+    return nets
+
+
 def _add_bench(subparsers):
     from .bench.peers import PEERS
 
@@ -121,6 +136,13 @@ def _add_bench(subparsers):
         "--targets measures the performance floors of the core instead.",
     )
     p.add_argument("--targets", action="store_true", help="measure the performance floors of the core instead")
+    p.add_argument("--training-step", action="store_true",
+                   help="time one training step (value and gradient of Σ_b ŷ_b, ReLU, no biases) of the networks "
+                   "of issue 10 instead, with and without ∂x, peers at their default threads and on one thread, "
+                   "in GFLOP/s and as a fraction of a peak measured in the same run")
+    p.add_argument("--networks", type=_network_list, metavar="K0-...-1,...",
+                   help="with --training-step: the networks' widths, ending in 1 (default: 784-256-256-1,"
+                   "64-64-64-64-1,256-256-256-256-256-1)")
     p.add_argument("--quick", action="store_true",
                    help="a small grid that runs in under 30 s (with --targets: skip the K = 1024/2048 cases)")
     p.add_argument("--json", metavar="FILE", help="also write every measurement and the machine as JSON")
@@ -149,6 +171,19 @@ def _add_bench(subparsers):
 
 
 def _check_bench(args, parser):
+    if args.targets and args.training_step:
+        parser.error("--targets and --training-step: choose one")
+    if args.training_step:
+        square_grid_only = {"--plot": args.plot, "--widths": args.widths, "--depths": args.depths,
+                            "--threads": args.threads != 1, "--activation": args.activation != "relu",
+                            "--peers oracle": args.peers and "oracle" in args.peers,
+                            "--batch-sizes none": args.batch_sizes == []}
+        given = [name for name, value in square_grid_only.items() if value not in (None, False)]
+        if given:
+            parser.error(f"{', '.join(given)}: not applicable with --training-step (ReLU networks given by "
+                         "--networks; peers at their default threads and at one thread; no oracle)")
+    elif args.networks:
+        parser.error("--networks: only with --training-step")
     if args.targets:
         grid_only = {"--plot": args.plot, "--markdown": args.markdown, "--peers": args.peers,
                      "--widths": args.widths, "--depths": args.depths, "--batch-sizes": args.batch_sizes,
@@ -167,8 +202,11 @@ _SUBCOMMANDS = [_add_demo, _add_bench]
 
 def build_parser():
     """Return ``(parser, subparsers)`` for ``python -m mlpgrad`` (one subparser per command)."""
+    from . import __version__
+
     parser = argparse.ArgumentParser(prog="python -m mlpgrad",
                                      description="mlpgrad: backpropagation for dense networks")
+    parser.add_argument("--version", action="version", version=f"mlpgrad {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for add in _SUBCOMMANDS:
         add(sub)
@@ -236,6 +274,8 @@ def _finite_differences(forward, weights, alpha, x, grads, seed):
     for name, (params, gs) in groups.items():
         sizes = [p.size for p in params]
         total = sum(sizes)
+        if total == 0:  # no weights at depth T = 0
+            continue
         flat = rng.choice(total, size=min(total, FD_SAMPLE[name]), replace=False)
         layer = np.searchsorted(np.cumsum(sizes), flat, side="right")
         offsets = np.concatenate([[0], np.cumsum(sizes)])
@@ -272,13 +312,11 @@ def _demo(args, console) -> int:
     w_lists, a_list, x_list = [w.tolist() for w in weights], alpha.tolist(), x.tolist()
     ryhat, ref = reference.value_and_grad(w_lists, a_list, x_list, activation=act)
     y_scale = float(np.abs(alpha.astype(np.float64)) @ np.abs(np.asarray(ref.alpha)))  # sum |alpha_i z_i^T|
-    oracle = {
-        "ŷ": abs(yhat - ryhat) / max(y_scale, np.finfo(np.float64).tiny),
-        "∂ŷ/∂weights": _rel(np.concatenate([np.ravel(g) for g in grads.weights]),
-                            np.concatenate([np.ravel(g) for g in ref.weights])),
-        "∂ŷ/∂alpha": _rel(grads.alpha, ref.alpha),
-        "∂ŷ/∂x": _rel(grads.x, ref.x),
-    }
+    oracle = {"ŷ": abs(yhat - ryhat) / max(y_scale, np.finfo(np.float64).tiny)}
+    if T:  # T = 0 has no weights
+        oracle["∂ŷ/∂weights"] = _rel(np.concatenate([np.ravel(g) for g in grads.weights]),
+                                     np.concatenate([np.ravel(g) for g in ref.weights]))
+    oracle.update({"∂ŷ/∂alpha": _rel(grads.alpha, ref.alpha), "∂ŷ/∂x": _rel(grads.x, ref.x)})
     w64, a64, x64 = [w.astype(np.float64) for w in weights], alpha.astype(np.float64), x.astype(np.float64)
     net64 = mlpgrad.MLP(w64, a64, activation=act)  # uses w64 and a64 themselves (zero copy)
     fd = _finite_differences(lambda: net64.forward(x64), w64, a64, x64, grads, args.seed + 1)
@@ -339,6 +377,10 @@ def _demo(args, console) -> int:
 
 # ----------------------------------------------------------------------------- bench
 def _bench(args, console) -> int:
+    if args.training_step:
+        from .bench.training_report import run_command
+
+        return run_command(args, console)
     if not args.targets:
         from .bench.command import run
 

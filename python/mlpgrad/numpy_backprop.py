@@ -160,12 +160,13 @@ class NumpyMLP:
         self._mask = [np.empty(k, bool) for k in self.widths[1:]]
         self._grads = self.new_gradients()  # used for d/dz, d/du when out has z=None
 
-    def new_gradients(self, batch=None):
-        """Return zeroed gradient buffers; ``batch=B`` gives ``x`` of shape ``(B, K_0)`` and z=u=None."""
+    def new_gradients(self, batch=None, *, x=True):
+        """Return zeroed gradient buffers; ``batch=B`` gives ``x`` of shape ``(B, K_0)`` (``None`` with
+        ``x=False``: parameter-only gradients) and z=u=None."""
         z = lambda s: np.zeros(s, self.dtype)  # noqa: E731
         ws, a = [z(w.shape) for w in self.weights], z(self.alpha.shape)
         if batch is not None:
-            return NumpyGradients(ws, a, z((int(batch), self.widths[0])), batch=int(batch))
+            return NumpyGradients(ws, a, z((int(batch), self.widths[0])) if x else None, batch=int(batch))
         gz = [z(k) for k in self.widths]
         return NumpyGradients(ws, a, gz[0], z=gz, u=[z(k) for k in self.widths[1:]])
 
@@ -203,10 +204,12 @@ class NumpyMLP:
             np.copyto(g.x, gz[0])
         return yhat, g
 
-    def value_and_grad_batch(self, X, dy=None, out=None):
+    def value_and_grad_batch(self, X, dy=None, out=None, *, x=True):
         """Return ``(yhat, grads)`` for ``X`` of shape ``(B, K_0)``: yhat of shape ``(B,)`` and the
         gradients of ``sum_b dy[b] * yhat[b]`` (``dy`` defaults to ones); ``grads.x[b]`` is
         ``dy[b] * d yhat[b] / d X[b]``. ``out`` from ``new_gradients(batch=B)`` is overwritten.
+        ``x=False`` skips the input gradient (the first layer's ``dU @ W``), as a training step does;
+        ``grads.x`` is then not written.
         """
         X = np.asarray(X, dtype=self.dtype)
         if X.ndim != 2 or X.shape[1] != self.widths[0]:
@@ -221,14 +224,17 @@ class NumpyMLP:
             Z.append(np.empty_like(U[t]))
             self._act[t][0](U[t], Z[t + 1], np.empty_like(U[t]), np.empty(U[t].shape, bool))
         yhat = Z[-1] @ self.alpha
-        g = self.new_gradients(batch=B) if out is None else out
+        g = self.new_gradients(batch=B, x=x) if out is None else out
+        if x and g.x is None:
+            raise ValueError("out.x is None (parameter-only gradients): pass x=False")
         np.matmul(dy, Z[-1], out=g.alpha)
         gz = np.multiply.outer(dy, self.alpha)
         for t in range(self.depth - 1, -1, -1):
             gu = np.empty_like(gz)
             self._act[t][1](U[t], Z[t + 1], gz, gu, np.empty_like(gz), np.empty(gz.shape, bool))
             np.matmul(gu.T, Z[t], out=g.weights[t])
-            gz = np.matmul(gu, self.weights[t], out=g.x if t == 0 else None)
-        if self.depth == 0:
+            if t or x:
+                gz = np.matmul(gu, self.weights[t], out=g.x if t == 0 else None)
+        if self.depth == 0 and x:
             np.copyto(g.x, gz)
         return yhat, g

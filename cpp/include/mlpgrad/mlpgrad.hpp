@@ -10,6 +10,7 @@
 //   gradients.hpp    GradientsView<T> (caller buffers) and Gradients<T> (owning)
 //   backward.hpp     backward(), value_and_grad(): the backward recursion
 //   batch.hpp        BatchTape<T>, forward_batch(), backward_batch()
+//   optim/           optimiser updates, one fused in-place pass per parameter array: sgd.hpp, adam.hpp
 #pragma once
 
 #define MLPGRAD_VERSION_MAJOR 0
@@ -23,6 +24,8 @@
 #include "gradients.hpp"
 #include "kernels.hpp"
 #include "network.hpp"
+#include "optim/adam.hpp"
+#include "optim/sgd.hpp"
 #include "simd.hpp"
 #include "tape.hpp"
 #include "views.hpp"

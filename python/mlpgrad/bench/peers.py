@@ -324,26 +324,31 @@ def default_peers(names=None) -> list:
 
 
 # ----------------------------------------------------------------------------- threads
-def configure_xla_threads(threads: int) -> str:
-    """Ask XLA for ``threads`` intra-op threads through ``XLA_FLAGS``. XLA reads the variable once, when JAX
-    starts: this must run before ``import jax``. Returns a note for the report ('' if the flags were set).
-    (XLA still starts helper threads of its own; ``taskset`` is the only hard limit.)"""
+def configure_xla_threads(threads: Optional[int]) -> str:
+    """Ask XLA for ``threads`` intra-op threads through ``XLA_FLAGS`` (``None``: XLA's default, every core).
+    XLA reads the variable once, when JAX starts: this must run before ``import jax``. Returns a note for the
+    report ('' if the flags were set). (XLA still starts helper threads of its own; ``taskset`` is the only hard
+    limit.)"""
     if "jax" in sys.modules:
         return "JAX was imported before the bench could set XLA_FLAGS: its thread count is not pinned"
     flags = [f for f in os.environ.get("XLA_FLAGS", "").split()
              if not f.startswith(("--xla_cpu_multi_thread_eigen", "intra_op_parallelism_threads"))]
-    flags += [f"--xla_cpu_multi_thread_eigen={'false' if threads == 1 else 'true'}",
-              f"intra_op_parallelism_threads={threads}"]
+    if threads is not None:
+        flags += [f"--xla_cpu_multi_thread_eigen={'false' if threads == 1 else 'true'}",
+                  f"intra_op_parallelism_threads={threads}"]
     os.environ["XLA_FLAGS"] = " ".join(flags)
     return ""
 
 
 @contextlib.contextmanager
-def thread_limits(threads: int):
+def thread_limits(threads: Optional[int]):
     """Pin the BLAS and OpenMP pools of every loaded library (threadpoolctl) and PyTorch's intra-op pool, if
-    PyTorch is loaded, to ``threads`` for the duration of the block."""
+    PyTorch is loaded, to ``threads`` for the duration of the block (``None``: leave every default alone)."""
     from threadpoolctl import threadpool_limits
 
+    if threads is None:
+        yield
+        return
     torch = sys.modules.get("torch")
     before = torch.get_num_threads() if torch is not None else None
     with threadpool_limits(limits=threads):

@@ -10,10 +10,13 @@ from collections import Counter
 from .grid import GridRun, fit_slope, plot_dtype
 from .report import machine
 
-__all__ = ["plot", "require_matplotlib"]
+__all__ = ["figure", "plot", "require_matplotlib", "FIT_STYLE"]
 
 _MARKERS = {1: "v", 4: "o", 16: "s"}
 _COLORS = {"mlpgrad": "#d62728", "numpy": "#1f77b4", "oracle": "#7f7f7f", "torch": "#ff7f0e", "jax": "#2ca02c"}
+#: The fitted line runs along mlpgrad's own line: in mlpgrad's colour, thin and pale, it vanished under it.
+#: Dark, dashed and drawn on top of every data line, it stays visible where the two coincide.
+FIT_STYLE = dict(linestyle="--", color="black", linewidth=1.6, alpha=0.9, zorder=5)
 
 
 def require_matplotlib() -> None:
@@ -26,6 +29,15 @@ def require_matplotlib() -> None:
 
 def plot(run: GridRun, path: str, mode: str = "single") -> None:
     """Write the two-panel figure of the ``mode`` cells (default: one example) to ``path``."""
+    fig = figure(run, mode)  # selects the Agg backend before pyplot is imported here
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def figure(run: GridRun, mode: str = "single"):
+    """The two-panel matplotlib figure of the ``mode`` cells (the caller closes it)."""
     require_matplotlib()
     import matplotlib
 
@@ -66,8 +78,7 @@ def plot(run: GridRun, path: str, mode: str = "single") -> None:
         xs = [e for e in sorted({r.cell.edges for r in results}) if e >= fit.min_edges]
         if xs:
             ax_t.plot([xs[0], xs[-1]], [10 ** (fit.intercept + fit.slope * math.log10(x)) for x in (xs[0], xs[-1])],
-                      "--", color=_COLORS["mlpgrad"], alpha=0.5, linewidth=1,
-                      label=f"fit ∝ (T·K²)^{fit.slope:.2f}, T·K² ≥ {fit.min_edges:,}")
+                      label=f"mlpgrad's fit ∝ (T·K²)^{fit.slope:.2f}, T·K² ≥ {fit.min_edges:,}", **FIT_STYLE)
     # depth key: filled markers on the line, hollow markers for the other depths
     for T in sorted(depths):
         ax_t.plot([], [], color="black", marker=_MARKERS.get(T, "D"), linestyle="-" if T == line_T else "none",
@@ -92,5 +103,4 @@ def plot(run: GridRun, path: str, mode: str = "single") -> None:
     fig.suptitle(f"mlpgrad bench, {datetime.date.today().isoformat()}: {m['cpu']}, {m['cores']} cores, "
                  f"{threads} thread{'s' if threads != 1 else ''} per peer, {run.settings['activation']}{key}",
                  fontsize=10)
-    fig.savefig(path, dpi=130)
-    plt.close(fig)
+    return fig

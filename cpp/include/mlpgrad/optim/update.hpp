@@ -1,0 +1,86 @@
+// What the optimiser kernels share: the checks of their arguments, and the compiler settings under which
+// each arithmetic operation is rounded on its own, so that an update is bit for bit the same as the
+// textbook formula evaluated one NumPy operation at a time.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdio>
+#include <functional>
+#include <initializer_list>
+#include <limits>
+#include <stdexcept>
+#include <string>
+
+#include "../views.hpp"
+
+// MLPGRAD_SEPARATE_ROUNDING_BEGIN / _END enclose the kernels' definitions, and MLPGRAD_NO_CONTRACTION opens
+// each kernel's body. -march=native targets have FMA, and GCC (-ffp-contract=fast, its default) and Clang
+// (-ffp-contract=on) would fuse a·b + c into one rounding, which NumPy never does. GCC takes this per
+// function (#pragma GCC optimize), Clang per block (#pragma clang fp).
+#if defined(__clang__)
+#define MLPGRAD_SEPARATE_ROUNDING_BEGIN
+#define MLPGRAD_SEPARATE_ROUNDING_END
+#define MLPGRAD_NO_CONTRACTION _Pragma("clang fp contract(off)")
+#elif defined(__GNUC__)
+#define MLPGRAD_SEPARATE_ROUNDING_BEGIN \
+    _Pragma("GCC push_options") _Pragma("GCC optimize(\"fp-contract=off\")")
+#define MLPGRAD_SEPARATE_ROUNDING_END _Pragma("GCC pop_options")
+#define MLPGRAD_NO_CONTRACTION
+#else  // other compilers do not contract without being asked to (MSVC: /fp:precise)
+#define MLPGRAD_SEPARATE_ROUNDING_BEGIN
+#define MLPGRAD_SEPARATE_ROUNDING_END
+#define MLPGRAD_NO_CONTRACTION
+#endif
+
+namespace mlpgrad {
+namespace optim {
+namespace detail {
+
+inline std::string number_string(double v) {
+    char buffer[32];
+    std::snprintf(buffer, sizeof buffer, "%.6g", v);
+    return buffer;
+}
+
+inline constexpr double unbounded = std::numeric_limits<double>::infinity();
+
+// Throws std::invalid_argument naming the hyperparameter unless it is finite, >= low, and below `high`
+// (or at most `high` when `high_included`).
+inline void require_in_range(double value, const char* what, double low, double high = unbounded,
+                             bool high_included = false) {
+    if (std::isfinite(value) && value >= low && (high_included ? value <= high : value < high)) return;
+    const std::string range = "[" + number_string(low) + ", " + (std::isinf(high) ? std::string("inf)")
+                                                                  : number_string(high) + (high_included ? "]" : ")"));
+    throw std::invalid_argument(std::string(what) + " must be a finite number in " + range + ", got " +
+                                number_string(value));
+}
+
+inline void require_step(std::size_t step) {
+    if (step == 0) throw std::invalid_argument("step counts updates from 1; got 0");
+}
+
+// Throws std::invalid_argument unless `state` has the parameter's `size` elements.
+template <class T>
+void require_same_size(const VectorView<T>& state, std::size_t size, const char* what) {
+    mlpgrad::detail::require_size(state, size, what);
+}
+
+// Throws std::invalid_argument if two of the views share memory: each element is read and written once, in
+// place, so an update over aliased arrays would read values it has already written.
+template <class T>
+void require_disjoint(std::initializer_list<std::pair<const char*, VectorView<const T>>> views) {
+    for (auto a = views.begin(); a != views.end(); ++a)
+        for (auto b = a + 1; b != views.end(); ++b) {
+            const VectorView<const T>& x = a->second;
+            const VectorView<const T>& y = b->second;
+            const std::less<const T*> before;
+            if (x.size && y.size && before(x.data, y.data + y.size) && before(y.data, x.data + x.size))
+                throw std::invalid_argument(std::string(a->first) + " and " + b->first +
+                                            " overlap in memory; an update needs separate arrays");
+        }
+}
+
+}  // namespace detail
+}  // namespace optim
+}  // namespace mlpgrad

@@ -1,0 +1,463 @@
+"""``python -m mlpgrad bench --training-step``: one training step of a mini-batch, mlpgrad against its peers.
+
+A cell is one value-and-gradient call of the summed output Σ_b ŷ_b over a batch of B examples (dy = 1 for
+every example) of a ReLU network without biases, given by its widths K_0-…-K_T-1 (the final 1 is ŷ = αᵀz^T),
+in one dtype, with or without the input gradient ∂/∂X (training needs only the parameters'). Every peer does
+the same work: NumPy (:mod:`mlpgrad.numpy_backprop`, OpenBLAS), PyTorch autograd and JAX
+``jit(value_and_grad)``, without ∂X as a training step runs them (PyTorch: X without ``requires_grad``; JAX:
+not an argument of the gradient). Each peer's gradients are checked against mlpgrad's before it is timed.
+
+Each cell is measured twice: with every peer at its default threads and with every peer pinned to one thread.
+XLA reads its thread flags once, when JAX starts, so each thread setting runs in a child interpreter of its own
+(:func:`run_settings`); :func:`run_training_step` is the measurement itself, in this process.
+:mod:`mlpgrad.bench.training_report` shows and writes the results.
+
+Speed is reported as GFLOP/s, 2 flops per multiply-add of the matrix products done (forward W z and αᵀ z^T,
+backward ∂W, ∂α and ∂Z, ∂X where computed; the elementwise σ, σ' and dy αᵀ are not counted), and as a fraction
+of a peak measured in the same run by :func:`fma_peak`, the one place to swap in a real FMA-peak probe.
+"""
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from types import SimpleNamespace
+from typing import Callable, Optional
+
+import numpy as np
+
+from . import peers as peers_mod
+from .grid import TOLERANCES, PeerInfo, _load, check
+from .peers import JaxPeer, MlpgradPeer, NumpyPeer, Result, TorchPeer, thread_limits
+from .timing import time_side_by_side
+
+__all__ = ["NETWORKS", "BATCHES", "DTYPES", "Cell", "Problem", "Measurement", "Peak", "SettingRun", "TrainingStepRun",
+           "make_problem", "flops", "fma_peak", "PEAK_REPEATS", "training_peers", "run_training_step", "run_settings",
+           "mlpgrad_gradients", "ratio", "peak_fraction", "THREAD_SETTINGS", "MLPGRAD_COMPUTES_X",
+           "STEP_PEERS", "cells"]
+
+#: The grid of issue 10: widths K_0-…-K_T-1 (the trailing 1 is ŷ), batch sizes, dtypes, with/without ∂X.
+NETWORKS = ((784, 256, 256, 1), (64, 64, 64, 64, 1), (256, 256, 256, 256, 256, 1))
+BATCHES = (32, 256)
+DTYPES = ("float32", "float64")
+#: Thread settings of the peers: None is each library's default, 1 is pinned to one thread.
+THREAD_SETTINGS = (None, 1)
+#: Note on the cells without ∂X, where mlpgrad cannot skip it yet.
+MLPGRAD_COMPUTES_X = "mlpgrad computes ∂x too"
+
+
+# ----------------------------------------------------------------------------- cells and problems
+@dataclass(frozen=True)
+class Cell:
+    widths: tuple        # K_0, …, K_T, 1
+    B: int
+    dtype: str
+    input_grad: bool     # ∂/∂X wanted
+
+    @property
+    def name(self) -> str:
+        return "-".join(map(str, self.widths))
+
+    def describe(self) -> str:
+        return f"{self.name}, B={self.B}, {self.dtype}, {'with' if self.input_grad else 'without'} ∂x"
+
+
+def cells(networks=NETWORKS, batches=BATCHES, dtypes=DTYPES) -> list:
+    return [Cell(tuple(w), B, d, x) for w in networks for B in batches for d in dtypes for x in (True, False)]
+
+
+@dataclass
+class Problem:
+    """The arrays of a cell, in the attribute names the peers of :mod:`mlpgrad.bench.peers` read."""
+
+    cell: Cell
+    weights: list        # W[t]: (K_{t+1}, K_t), ~ N(0, 1/K_t)
+    alpha: np.ndarray    # (K_T,), ~ N(0, 1)
+    x: np.ndarray        # X: (B, K_0), ~ N(0, 1)
+    dy: np.ndarray       # ones (B,): the gradient of Σ_b ŷ_b
+    activation: str = "relu"
+
+    @property
+    def batch(self) -> int:
+        return self.cell.B
+
+    @property
+    def T(self) -> int:
+        return len(self.weights)
+
+    @property
+    def dtype(self) -> np.dtype:
+        return np.dtype(self.cell.dtype)
+
+
+def make_problem(cell: Cell, seed: int = 0) -> Problem:
+    rng = np.random.default_rng(seed)
+    ks = cell.widths[:-1]
+    weights = [np.ascontiguousarray((rng.standard_normal((k_out, k_in)) / np.sqrt(k_in)).astype(cell.dtype))
+               for k_in, k_out in zip(ks[:-1], ks[1:])]
+    alpha = rng.standard_normal(ks[-1]).astype(cell.dtype)
+    x = rng.standard_normal((cell.B, ks[0])).astype(cell.dtype)
+    return Problem(cell, weights, alpha, x, np.ones(cell.B, cell.dtype))
+
+
+def flops(widths, B: int, input_grad: bool) -> int:
+    """2 flops per multiply-add of the products of one value-and-gradient call: per layer W z (forward) and ∂W
+    (backward), ∂Z below it except for the first layer without ∂X; αᵀ z^T and ∂α once each."""
+    ks = tuple(widths)[:-1]
+    per_layer = [k_in * k_out for k_in, k_out in zip(ks[:-1], ks[1:])]
+    macs = sum(2 * m for m in per_layer) + sum(per_layer[1:]) + (per_layer[0] if per_layer and input_grad else 0)
+    macs += 2 * ks[-1]  # ŷ = Z α and ∂α = Zᵀ dy
+    return 2 * B * macs
+
+
+# ----------------------------------------------------------------------------- the peak
+@dataclass
+class Peak:
+    label: str           # exactly what was measured
+    gflops: float        # GFLOP/s
+
+
+#: Products timed by each peak probe; it runs before and after the cells, and the best of all is the peak (on a
+#: shared machine a single probe may fall in a busy moment).
+PEAK_REPEATS = 5
+
+
+def _blas_pool() -> dict:
+    from threadpoolctl import threadpool_info
+
+    return next((p for p in threadpool_info() if p.get("user_api") == "blas"), {})
+
+
+def _gemm_peak(dtype: str, threads: Optional[int], n: int = 2048, repeats: int = PEAK_REPEATS) -> Peak:
+    """NumPy's BLAS (OpenBLAS) on an n³ matrix product: a lower bound of the FMA peak, which OpenBLAS nearly
+    reaches on large matrices. Runs inside the caller's thread limits."""
+    rng = np.random.default_rng(0)
+    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
+    c = np.empty((n, n), dtype)
+    np.matmul(a, b, out=c)  # warm-up: first touch of c, BLAS threads started
+    ns = math.inf
+    for _ in range(repeats):  # the best single product: a peak is what the machine can do, not what it did busy
+        t0 = time.perf_counter_ns()
+        np.matmul(a, b, out=c)
+        ns = min(ns, time.perf_counter_ns() - t0)
+    pool = _blas_pool()
+    blas = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS"}.get(pool.get("internal_api"), "BLAS")
+    used = pool.get("num_threads")
+    what = "1 thread" if threads == 1 else f"{threads} threads" if threads else f"default threads ({used})"
+    return Peak(f"{blas} {'d' if dtype == 'float64' else 's'}gemm {n}³, {what}", 2 * n**3 / ns)
+
+
+def fma_peak(dtype: str, threads: Optional[int]) -> Peak:
+    """The peak the GFLOP/s are compared with. Today a proxy, OpenBLAS's large matrix product; a real FMA-peak
+    probe of the core replaces it here."""
+    return _gemm_peak(dtype, threads)
+
+
+# ----------------------------------------------------------------------------- the peers
+def mlpgrad_gradients(net, problem: Problem):
+    """mlpgrad's ``out`` buffers for a cell. The one place that changes when parameter-only gradients exist
+    (``net.new_gradients(batch=B, x=problem.cell.input_grad)``): until then mlpgrad computes ∂x in every cell,
+    and the cells without ∂x are marked as such because these buffers have an ``x``."""
+    return net.new_gradients(batch=problem.batch)
+
+
+def _sum_result(problem: Problem, yhat, weights, alpha, x) -> Result:
+    """Σ_b ŷ_b and the gradients as float64, ∂x only where the cell asks for it (else an empty array)."""
+    f64 = peers_mod._f64
+    gx = f64(x) if problem.cell.input_grad else np.zeros(0)
+    return Result(np.float64(np.sum(f64(yhat))), [f64(w) for w in weights], f64(alpha), gx)
+
+
+class MlpgradStep(MlpgradPeer):
+    description = "mlpgrad.MLP.value_and_grad_batch(X, dy=1, out=g): the C++ core (single-threaded)"
+
+    def bind(self, problem):
+        import mlpgrad
+
+        net = mlpgrad.MLP(problem.weights, problem.alpha, problem.activation)
+        out, x, dy = mlpgrad_gradients(net, problem), problem.x, problem.dy
+        self.computes_x = getattr(out, "x", None) is not None  # read by the cell's Measurement
+        return lambda: net.value_and_grad_batch(x, dy, out=out)
+
+    def result(self, problem, out):
+        yhat, g = out
+        return _sum_result(problem, yhat, g.weights, g.alpha, g.x)
+
+
+class NumpyStep(NumpyPeer):
+    description = "mlpgrad.numpy_backprop.NumpyMLP.value_and_grad_batch(X, dy=1, out=g, x=...): NumPy's BLAS"
+
+    def bind(self, problem):
+        model = self._model(problem)
+        x, dy, want_x = problem.x, problem.dy, problem.cell.input_grad
+        out = model.new_gradients(batch=problem.batch, x=want_x)
+        return lambda: model.value_and_grad_batch(x, dy, out=out, x=want_x)
+
+    def result(self, problem, out):
+        yhat, g = out
+        return _sum_result(problem, yhat, g.weights, g.alpha, g.x)
+
+
+class TorchStep(TorchPeer):
+    description = "torch: Σ_b relu(…relu(X Wᵀ)…) α, then torch.autograd.grad (X requires_grad only with ∂x)"
+
+    def load(self, threads=None):
+        import torch
+
+        if threads is not None:
+            torch.set_num_threads(threads)
+
+    def bind(self, problem):
+        import torch
+
+        W = [torch.from_numpy(w).requires_grad_() for w in problem.weights]
+        a = torch.from_numpy(problem.alpha).requires_grad_()
+        x = torch.from_numpy(problem.x).requires_grad_(problem.cell.input_grad)
+        params = W + [a] + ([x] if problem.cell.input_grad else [])
+        grad = torch.autograd.grad
+
+        def call():
+            z = x
+            for w in W:
+                z = torch.relu(z @ w.T)
+            y = (z @ a).sum()
+            return y, grad(y, params)
+
+        return call
+
+    def result(self, problem, out):
+        y, grads = out
+        T = problem.T
+        gx = grads[T + 1].numpy() if problem.cell.input_grad else None
+        return _sum_result(problem, y.detach().numpy(), [g.numpy() for g in grads[:T]], grads[T].numpy(), gx)
+
+
+class JaxStep(JaxPeer):
+    description = "jax.jit(jax.value_and_grad(Σ_b ŷ_b, argnums=(W, α[, X]))), CPU, x64 enabled"
+
+    def bind(self, problem):
+        import jax
+        import jax.numpy as jnp
+
+        def loss(ws, a, x):
+            z = x
+            for w in ws:
+                z = jax.nn.relu(z @ w.T)
+            return jnp.sum(z @ a)
+
+        argnums = (0, 1, 2) if problem.cell.input_grad else (0, 1)
+        vg = jax.jit(jax.value_and_grad(loss, argnums=argnums))
+        ws = [jnp.asarray(w) for w in problem.weights]  # on the device before the clock starts
+        a, x = jnp.asarray(problem.alpha), jnp.asarray(problem.x)
+        block = jax.block_until_ready
+        return lambda: block(vg(ws, a, x))
+
+    def result(self, problem, out):
+        y, grads = out
+        gx = grads[2] if problem.cell.input_grad else None
+        return _sum_result(problem, y, grads[0], grads[1], gx)
+
+
+STEP_PEERS = {p.name: p for p in (MlpgradStep, NumpyStep, TorchStep, JaxStep)}
+
+
+def training_peers(names=None) -> list:
+    """Instances of the named peers (default: all), mlpgrad always first."""
+    names = list(STEP_PEERS) if names is None else ["mlpgrad"] + [n for n in names if n != "mlpgrad"]
+    unknown = [n for n in names if n not in STEP_PEERS]
+    if unknown:
+        raise ValueError(f"unknown peer(s) {unknown}; expected some of {list(STEP_PEERS)}")
+    return [STEP_PEERS[n]() for n in dict.fromkeys(names)]
+
+
+# ----------------------------------------------------------------------------- results
+@dataclass
+class Measurement:
+    status: str                       # "timed", "wrong", "failed", "skipped"
+    ns: Optional[float] = None        # median ns per call
+    flops: Optional[int] = None       # of the products this peer does in this cell
+    check: Optional[float] = None     # largest relative L2 difference from mlpgrad
+    worst: str = ""
+    reason: str = ""
+    computes_x: bool = True           # does the ∂x product (mlpgrad in the cells without ∂x, today)
+
+    @property
+    def gflops(self) -> Optional[float]:
+        return None if self.ns is None else self.flops / self.ns
+
+
+@dataclass
+class SettingRun:
+    """Every cell measured with the peers at one thread setting (None: their defaults)."""
+
+    threads: Optional[int]
+    peers: list                        # PeerInfo, mlpgrad first
+    peaks: dict                        # dtype -> Peak
+    results: list                      # (Cell, {peer name: Measurement}) in grid order
+    seconds: float = 0.0
+    notes: list = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        return {"threads": self.threads, "peers": [asdict(p) for p in self.peers],
+                "peaks": {d: asdict(p) for d, p in self.peaks.items()}, "seconds": self.seconds, "notes": self.notes,
+                "results": [{"cell": asdict(c), "measurements": {n: asdict(m) for n, m in ms.items()}}
+                            for c, ms in self.results]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "SettingRun":
+        results = [(Cell(tuple(r["cell"]["widths"]), r["cell"]["B"], r["cell"]["dtype"], r["cell"]["input_grad"]),
+                    {n: Measurement(**m) for n, m in r["measurements"].items()}) for r in d["results"]]
+        return cls(d["threads"], [PeerInfo(**p) for p in d["peers"]], {k: Peak(**v) for k, v in d["peaks"].items()},
+                   results, d["seconds"], d["notes"])
+
+    def fastest_peer(self, ms: dict):
+        """(name, Measurement) of the fastest timed peer other than mlpgrad, or None."""
+        timed = [(n, m) for n, m in ms.items() if n != "mlpgrad" and m.ns is not None]
+        return min(timed, key=lambda nm: nm[1].ns) if timed else None
+
+
+@dataclass
+class TrainingStepRun:
+    settings: list                     # SettingRun, one per thread setting
+    options: dict                      # repeats, run_ns, seed
+
+    @property
+    def peers(self) -> list:
+        """The peers of the first setting (for :func:`mlpgrad.bench.report.machine`)."""
+        return self.settings[0].peers if self.settings else []
+
+
+# ----------------------------------------------------------------------------- measuring
+def run_training_step(cells_, peers: list, *, threads: Optional[int], repeats: int = 5, run_ns: int = 10_000_000,
+                      seed: int = 0, progress: Optional[Callable[[int, int, str], None]] = None) -> SettingRun:
+    """Check and time ``peers`` (mlpgrad first) on ``cells_`` in this process, with every peer at ``threads``
+    (None: its default). JAX's threads follow ``XLA_FLAGS`` as they were when JAX was imported."""
+    start = time.perf_counter()
+    cells_ = list(cells_)
+    report = progress or (lambda _d, _t, _w: None)
+    infos = _load(peers, threads)
+    active = [p for p, i in zip(peers, infos) if i.status == "available"]
+    dtypes = list(dict.fromkeys(c.dtype for c in cells_))
+    with thread_limits(threads):
+        before = {}
+        for dtype in dtypes:
+            report(0, len(cells_), f"peak probe, {dtype}")
+            before[dtype] = fma_peak(dtype, threads)
+        results = []
+        for step, cell in enumerate(cells_):
+            report(step, len(cells_), cell.describe())
+            results.append((cell, _run_cell(make_problem(cell, seed), active, infos, repeats, run_ns)))
+        peaks = {}
+        for dtype in dtypes:
+            report(len(cells_), len(cells_), f"peak probe again, {dtype}")
+            after = fma_peak(dtype, threads)
+            peaks[dtype] = Peak(f"{before[dtype].label}, best of {2 * PEAK_REPEATS} before and after the cells",
+                                max(before[dtype].gflops, after.gflops))
+    report(len(cells_), len(cells_), "done")
+    return SettingRun(threads, infos, peaks, results, time.perf_counter() - start)
+
+
+def _run_cell(problem: Problem, active, infos, repeats, run_ns) -> dict:
+    cell = problem.cell
+    out = {i.name: Measurement("skipped", reason=i.reason) for i in infos if i.status != "available"}
+    ref_peer = active[0]
+    ref_call = ref_peer.bind(problem)
+    ref = ref_peer.result(problem, ref_call())
+    calls = {ref_peer.name: ref_call}
+    computes_x = getattr(ref_peer, "computes_x", cell.input_grad)
+    out[ref_peer.name] = Measurement("timed", flops=flops(cell.widths, cell.B, computes_x), check=0.0,
+                                     computes_x=computes_x)
+    # check() scales ŷ by Σ|α_i ∂/∂α_i| / Σ|dy|: the sum Σ_b ŷ_b is one output of seed dy = 1
+    scale = SimpleNamespace(dy=1.0, alpha=problem.alpha)
+    tol = TOLERANCES[cell.dtype]
+    for peer in active[1:]:
+        try:
+            call = peer.bind(problem)
+            err, worst = check(scale, peer.result(problem, call()), ref)
+        except Exception as exc:  # noqa: BLE001 -- one peer failing must not stop the others
+            out[peer.name] = Measurement("failed", reason=f"{type(exc).__name__}: {exc}")
+            continue
+        if not err <= tol:
+            out[peer.name] = Measurement("wrong", check=err, worst=worst, computes_x=cell.input_grad,
+                                         reason=f"disagrees with mlpgrad: {worst} off by {err:.1e} (tolerance "
+                                                f"{tol:.0e}); not timed")
+            continue
+        out[peer.name] = Measurement("timed", flops=flops(cell.widths, cell.B, cell.input_grad), check=err,
+                                     worst=worst, computes_x=cell.input_grad)
+        calls[peer.name] = call
+    for name, ns in time_side_by_side(calls, repeats, run_ns).items():
+        out[name].ns = ns
+    return {i.name: out[i.name] for i in infos}
+
+
+# ----------------------------------------------------------------------------- one child per thread setting
+_CHILD = "import sys; from mlpgrad.bench.training_step import _child_main; sys.exit(_child_main(sys.argv[1]))"
+_PROGRESS = "@@progress "
+
+
+def _child_main(spec_json: str) -> int:
+    """Run one thread setting and print its :class:`SettingRun` as JSON (progress lines go to stderr)."""
+    spec = json.loads(spec_json)
+    note = peers_mod.configure_xla_threads(spec["threads"])  # before anything imports jax
+
+    def progress(done, total, what):
+        print(f"{_PROGRESS}{done} {total} {what}", file=sys.stderr, flush=True)
+
+    run = run_training_step([Cell(tuple(c["widths"]), c["B"], c["dtype"], c["input_grad"]) for c in spec["cells"]],
+                            training_peers(spec["peers"]), threads=spec["threads"], repeats=spec["repeats"],
+                            run_ns=spec["run_ns"], seed=spec["seed"], progress=progress)
+    if note:
+        run.notes.append(note)
+    json.dump(run.as_dict(), sys.stdout)
+    return 0
+
+
+def run_settings(cells_, peer_names=None, *, thread_settings=THREAD_SETTINGS, repeats: int = 5,
+                 run_ns: int = 10_000_000, seed: int = 0,
+                 progress: Optional[Callable[[int, int, str], None]] = None) -> TrainingStepRun:
+    """Run every thread setting in a child interpreter (JAX's threads are fixed when it starts) and collect the
+    results. ``progress(done, total, description)`` counts cells over all settings."""
+    cells_ = list(cells_)
+    report = progress or (lambda _d, _t, _w: None)
+    total = len(cells_) * len(thread_settings)
+    settings = []
+    for k, threads in enumerate(thread_settings):
+        spec = {"cells": [asdict(c) for c in cells_], "peers": peer_names, "threads": threads, "repeats": repeats,
+                "run_ns": run_ns, "seed": seed}
+        label = "default threads" if threads is None else f"{threads} thread{'s' if threads != 1 else ''}"
+        # the JSON goes to a file, not a pipe: a pipe that nobody reads while we follow stderr could fill and stall
+        with tempfile.TemporaryFile("w+", encoding="utf-8") as stdout:
+            proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(spec)], stdout=stdout,
+                                    stderr=subprocess.PIPE, text=True, encoding="utf-8")
+            other = []
+            for line in proc.stderr:
+                if line.startswith(_PROGRESS):
+                    done, _, what = line[len(_PROGRESS):].rstrip("\n").split(" ", 2)
+                    report(k * len(cells_) + int(done), total, f"{label}: {what}")
+                else:
+                    other.append(line)
+            if proc.wait() != 0:
+                raise RuntimeError(f"the {label} measurement failed (exit code {proc.returncode}):\n"
+                                   f"{''.join(other[-20:])}")
+            stdout.seek(0)
+            settings.append(SettingRun.from_dict(json.load(stdout)))
+    report(total, total, "done")
+    return TrainingStepRun(settings, {"repeats": repeats, "run_ns": run_ns, "seed": seed})
+
+
+def ratio(ms: dict, run: SettingRun) -> Optional[float]:
+    """Fastest peer's time ÷ mlpgrad's (above 1: mlpgrad is faster), or None."""
+    fastest = run.fastest_peer(ms)
+    ours = ms.get("mlpgrad")
+    if fastest is None or ours is None or ours.ns is None:
+        return None
+    return fastest[1].ns / ours.ns
+
+
+def peak_fraction(m: Measurement, peak: Peak) -> Optional[float]:
+    return None if m.gflops is None or not peak.gflops > 0 or not math.isfinite(peak.gflops) else m.gflops / peak.gflops
+
