@@ -16,7 +16,9 @@ Contents:
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from typing import Any, List, Optional, Sequence, Tuple
 
@@ -402,3 +404,29 @@ def under_asan() -> bool:
     except OSError:
         return False
     return "libasan" in maps or "libclang_rt.asan" in maps
+
+
+# ----------------------------------------------------------------------------- child interpreters
+CHILD_PRELUDE = """
+import copy, copyreg, gc, pickle, sys
+import numpy as np
+import mlpgrad
+
+def outcome(f):
+    \"\"\"'returned', or '<exception type>: <message>'.\"\"\"
+    try:
+        f()
+    except Exception as e:
+        return f"{type(e).__name__}: {e}"
+    return "returned"
+"""
+
+
+def run_in_child(code: str, timeout: float = 300) -> List[str]:
+    """Runs `code` (dedented, after CHILD_PRELUDE) in a fresh interpreter and returns the lines it printed.
+    A crash or any exit status but 0 fails the calling test, with the child's output: code that could
+    crash the interpreter runs here, so that a crash is that test's failure, not the end of the run."""
+    proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", CHILD_PRELUDE + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=timeout, cwd=_HERE)
+    assert proc.returncode == 0, f"child exited with status {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout.splitlines()

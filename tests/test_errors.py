@@ -111,6 +111,8 @@ CONSTRUCT = {
     "activation_too_many": (lambda w, a, d: (w, a, ["relu"] * 4), ValueError, [ACT]),
     "activation_depth0_nonempty": (lambda w, a, d: ([], np.ones(2, d), ["relu"]), ValueError, [ACT]),
     "activation_int": (lambda w, a, d: (w, a, 3), TypeError, [ACT]),
+    "activation_bytes": (lambda w, a, d: (w, a, b"relu"), TypeError, [ACT, "bytes"]),
+    "activation_bytes_of_depth_length": (lambda w, a, d: (w, a, b"tan"), TypeError, [ACT, "bytes"]),
     "activation_None": (lambda w, a, d: (w, a, None), TypeError, [ACT]),
     "activation_nonstr_in_list": (lambda w, a, d: (w, a, ["relu", 3, "tanh"]), TypeError, [ACT]),
 }
@@ -411,3 +413,39 @@ def test_bad_out_batch(net_setup, case):
     factory, buffers = make(spec, weights, alpha, dtype)
     expect_error(exc, patterns, lambda: net.value_and_grad_batch(X, out=factory()), weights, alpha, X, spec, buffers)
     assert_still_works(net, x, base, dtype)
+
+
+# ----------------------------------------------------------------------------- call signatures
+# Wrong keywords and argument counts, at every entry point constructors included: one short TypeError in
+# Python's words that names the argument (not pybind11's overload listing with every weight printed).
+def _signature_cases(weights, alpha):
+    net = mlpgrad.MLP(weights, alpha, ACTS)
+    g = lambda **kw: mlpgrad.Gradients(**out_spec(WIDTHS, weights[0].dtype), **kw)  # noqa: E731
+    return {
+        "MLP_keyword": (lambda: mlpgrad.MLP(weights, alpha, activations="tanh"),
+                        "MLP() got an unexpected keyword argument 'activations'; did you mean 'activation'?"),
+        "MLP_missing_alpha": (lambda: mlpgrad.MLP(weights), "MLP() missing required argument 'alpha'"),
+        "MLP_too_many": (lambda: mlpgrad.MLP(weights, alpha, "relu", "tanh"),
+                         "MLP() takes at most 3 positional arguments (4 given)"),
+        "MLP_twice": (lambda: mlpgrad.MLP(weights, alpha, alpha=alpha),
+                      "MLP() got multiple values for argument 'alpha'"),
+        "Gradients_keyword": (lambda: g(zz=None), "Gradients() got an unexpected keyword argument 'zz'; did you mean 'z'?"),
+        "Gradients_missing_x": (lambda: mlpgrad.Gradients(weights, alpha), "Gradients() missing required argument 'x'"),
+        "new_gradients_keyword": (lambda: net.new_gradients(bach=2),
+                                  "new_gradients() got an unexpected keyword argument 'bach'; did you mean 'batch'?"),
+        "new_gradients_too_many": (lambda: net.new_gradients(1, 2),
+                                   "new_gradients() takes at most 1 positional arguments (2 given)"),
+        "getstate_argument": (lambda: net.__getstate__(1), "MLP.__getstate__() takes at most 0 positional arguments"),
+        "setstate_not_a_tuple": (lambda: mlpgrad.MLP.__new__(mlpgrad.MLP).__setstate__([1, (), alpha, ()]),
+                                 "MLP.__setstate__() argument state must be a tuple"),
+        "value_and_grad_keyword": (lambda: net.value_and_grad(np.ones(3), outt=None),
+                                   "value_and_grad() got an unexpected keyword argument 'outt'; did you mean 'out'?"),
+    }
+
+
+@pytest.mark.parametrize("case", sorted(_signature_cases(*make_network(np.random.default_rng(0), WIDTHS))))
+def test_call_signature_errors(rng, dtype, case):
+    weights, alpha = make_network(rng, WIDTHS, dtype)
+    call, start = _signature_cases(weights, alpha)[case]
+    msg = expect_error(TypeError, [re.escape(start)], call, weights, alpha)
+    assert msg.startswith(start) and "\n" not in msg and len(msg) < 200, msg

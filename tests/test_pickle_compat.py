@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import mlpgrad
-from conftest import oracle
+from conftest import oracle, run_in_child
 
 DATA = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "pickles")
 with open(os.path.join(DATA, "expected.json")) as _f:
@@ -118,8 +118,38 @@ def test_state_format_version_1():
 
 
 @pytest.mark.parametrize("state", [(2, (), np.ones(1), ()), (0, (), np.ones(1), ()), ("1", (), np.ones(1), ()),
-                                   (1, (), np.ones(1)), (1, (), np.ones(1), (), "extra")])
+                                   (1, (), np.ones(1)), (1, (), np.ones(1), (), "extra"),
+                                   (2**40, (), np.ones(1), ()), (2**80, (), np.ones(1), ()), (-(2**63) - 1, (), np.ones(1), ())])
 def test_other_versions_and_layouts_are_refused(state):
     fresh = mlpgrad.MLP.__new__(mlpgrad.MLP)
     with pytest.raises(ValueError, match="version 1"):
         fresh.__setstate__(state)
+
+
+@needs_numpy2_pickles
+@pytest.mark.parametrize("name,fname", FILES, ids=[f for _, f in FILES])
+def test_version_1_pickles_pickle_again_to_the_same_bytes(name, fname):
+    """Pickling is defined for every protocol now; protocols >= 2 must still write what they wrote."""
+    with open(os.path.join(DATA, fname), "rb") as f:
+        data = f.read()
+    protocol = int(fname.rsplit("-p", 1)[1].split(".")[0])
+    assert pickle.dumps(pickle.loads(data), protocol=protocol) == data
+
+
+@needs_numpy2_pickles
+def test_version_1_pickles_round_trip_under_every_protocol():
+    # in a child: protocols 0 and 1 used to abort the interpreter
+    lines = run_in_child(f"""
+    import glob, os
+    for path in sorted(glob.glob(os.path.join({DATA!r}, "*.pkl"))):
+        with open(path, "rb") as f:
+            net = pickle.load(f)
+        x = np.linspace(-1, 1, net.widths[0]).astype(net.dtype)
+        for p in range(pickle.HIGHEST_PROTOCOL + 1):
+            again = pickle.loads(pickle.dumps(net, protocol=p))
+            print(os.path.basename(path), p, again.widths == net.widths and again.activations == net.activations
+                  and again.forward(x) == net.forward(x)
+                  and all(np.array_equal(a, b) for a, b in zip(again.weights, net.weights)))
+    """)
+    assert len(lines) == len(FILES) * (pickle.HIGHEST_PROTOCOL + 1)
+    assert all(line.endswith(" True") for line in lines), lines

@@ -12,6 +12,9 @@
 #include <array>
 #include <cstddef>
 #include <string>
+#include <vector>
+
+#include "arguments.hpp"
 
 namespace mlpgrad_python {
 
@@ -43,9 +46,7 @@ struct FastSignature {
         for (Py_ssize_t k = 0; k < n_kw; ++k) {
             PyObject* key = PyTuple_GET_ITEM(kwnames, k);
             std::size_t i = index_of(key);
-            if (i == N)
-                throw py::type_error(std::string(function) + "() got an unexpected keyword argument '" +
-                                     py::str(key).cast<std::string>() + "'");
+            if (i == N) throw py::type_error(unexpected_keyword(function, key, {names.begin(), names.end()}));
             if (slots[i])
                 throw py::type_error(std::string(function) + "() got multiple values for argument '" + names[i] + "'");
             slots[i] = args[n_pos + static_cast<std::size_t>(k)];
@@ -65,22 +66,6 @@ struct FastSignature {
         return N;
     }
 };
-
-// The C++ object behind `self` (the method descriptor has already checked self's type); TypeError for an
-// instance made by Class.__new__ whose __init__ never ran.
-template <class Class>
-Class& self_of(PyObject* self) {
-    auto vh = reinterpret_cast<py::detail::instance*>(self)->get_value_and_holder();
-    if (!vh.holder_constructed()) throw py::type_error(std::string(Py_TYPE(self)->tp_name) + ".__init__ was never called");
-    return *static_cast<Class*>(vh.value_ptr());
-}
-
-// A const member function as a callable on `self` that refuses (TypeError), instead of dereferencing, an
-// instance whose __init__ never ran: pybind11's own argument casting does not check that.
-template <class Class, class R>
-auto initialized(R (Class::*f)() const) {
-    return [f](py::handle self) { return (self_of<Class>(self.ptr()).*f)(); };
-}
 
 inline void set_python_error_from_current_exception() noexcept { py::detail::try_translate_exceptions(); }
 

@@ -9,6 +9,7 @@
 #include <optional>
 #include <variant>
 
+#include "arguments.hpp"
 #include "array_guard.hpp"
 #include "checks.hpp"
 
@@ -159,12 +160,15 @@ class GradientsObject {
             if (static_cast<std::size_t>(w.shape(1)) != widths_.back())
                 throw py::value_error(name("weights", t) + " has shape " + shape_string(w) + " but expected " +
                                       std::to_string(widths_.back()) + " columns to chain with " +
-                                      (t == 0 ? std::string("out.x") : name("weights", t - 1)));
+                                      (t == 0 ? std::string("out.x") : name("weights", t - 1)) + transposed());
             widths_.push_back(static_cast<std::size_t>(w.shape(0)));
         }
         for (std::size_t t = 0; t < widths_.size(); ++t)
             if (widths_[t] == 0)
                 throw py::value_error("Gradients: width K_" + std::to_string(t) + " is 0; every width must be at least 1");
+        if (alpha_.ndim() == 1 && static_cast<std::size_t>(alpha_.shape(0)) != widths_.back())
+            throw py::value_error("out.alpha has shape " + shape_string(alpha_) + " but expected " +
+                                  shape_string({widths_.back()}) + transposed());
         require_vector(alpha_, widths_.back(), "out.alpha");
         if (z_) {
             const std::size_t T_ = weights_.size();
@@ -176,6 +180,17 @@ class GradientsObject {
             for (std::size_t t = 0; t < T_; ++t) require_vector((*u_)[t], widths_[t + 1], name("u", t));
         }
         require_disjoint(named_arrays(), {});
+    }
+
+    // "; did you pass W.T? ..." when the weights would chain (from out.x to out.alpha) if transposed.
+    std::string transposed() const {
+        std::vector<std::pair<std::size_t, std::size_t>> shapes;
+        for (const auto& w : weights_) {
+            if (w.ndim() != 2) return "";
+            shapes.emplace_back(static_cast<std::size_t>(w.shape(0)), static_cast<std::size_t>(w.shape(1)));
+        }
+        return transposed_hint(shapes, static_cast<std::size_t>(x_.shape(x_.ndim() - 1)),
+                               static_cast<std::size_t>(alpha_.size()), "out.weights");
     }
 
     static void require_vector(const py::array& a, std::size_t n, const std::string& what) {

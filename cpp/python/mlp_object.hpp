@@ -19,10 +19,12 @@
 #include <variant>
 #include <vector>
 
+#include "arguments.hpp"
 #include "array_guard.hpp"
 #include "checks.hpp"
 #include "gil.hpp"
 #include "gradients_object.hpp"
+#include "instances.hpp"
 #include "thread_state.hpp"
 
 namespace mlpgrad_python {
@@ -46,9 +48,7 @@ py::array_t<T> as_input(py::handle obj, const char* what) {
     try {
         a = numpy_asarray()(obj);
     } catch (py::error_already_set& e) {
-        // Out of memory stays a MemoryError; KeyboardInterrupt and friends are not ours to rename.
-        if (e.matches(PyExc_MemoryError) || !e.matches(PyExc_Exception)) throw;
-        throw py::type_error(std::string(what) + " could not be read as an array of real numbers: " + e.what());
+        raise_chained(e, PyExc_TypeError, std::string(what) + " could not be read as an array of real numbers");
     }
     const char kind = a.dtype().kind();
     if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
@@ -90,9 +90,8 @@ double as_real(py::handle obj, const char* what, double fallback) {
     if (v == -1.0 && PyErr_Occurred()) {
         py::error_already_set e;
         if (e.matches(PyExc_OverflowError))  // e.g. an int beyond the float range
-            throw py::value_error(std::string(what) + " is out of the range of a float: " + e.what());
-        if (e.matches(PyExc_MemoryError) || !e.matches(PyExc_Exception)) throw e;
-        throw py::type_error(std::string(what) + " could not be read as a real number: " + e.what());
+            raise_chained(e, PyExc_ValueError, std::string(what) + " is out of the range of a float");
+        raise_chained(e, PyExc_TypeError, std::string(what) + " could not be read as a real number");
     }
     return v;
 }
@@ -144,10 +143,18 @@ class MLP {
         activations_ = parse_activations(activation, weights_.size());
         require_unchanged(nullptr);  // a user-defined activation sequence may have changed them since
 
-        if (dtype_ == DType::float32)
-            model_ = make_model<float>();
-        else
-            model_ = make_model<double>();
+        try {
+            if (dtype_ == DType::float32)
+                model_ = make_model<float>();
+            else
+                model_ = make_model<double>();
+        } catch (const std::invalid_argument& e) {  // the core's shape checks; add the hint it cannot give
+            std::vector<std::pair<std::size_t, std::size_t>> shapes;
+            for (const auto& w : weights_)
+                shapes.emplace_back(static_cast<std::size_t>(w.shape(0)), static_cast<std::size_t>(w.shape(1)));
+            const auto k_out = static_cast<std::size_t>(alpha_.size());
+            throw py::value_error(e.what() + transposed_hint(shapes, std::nullopt, k_out, "weights"));
+        }
         static std::atomic<std::uint64_t> next_id{1};
         id_ = next_id++;
         work_per_example_ = visit([](auto& m) { return m.net.edge_count() + m.net.width(0) + 1; });
@@ -214,15 +221,17 @@ class MLP {
         auto parse = [](py::handle name, const std::string& what) {
             if (!py::isinstance<py::str>(name))
                 throw py::type_error(what + " must be an activation name (str), got " + type_name(name));
-            try {
-                return mlpgrad::parse_activation(name.cast<std::string>());
+            try {  // a name that is not valid Unicode (a lone surrogate) is an unknown name, shown escaped
+                return mlpgrad::parse_activation(utf8_text(name));
             } catch (const std::invalid_argument& e) {
                 throw py::value_error(what + ": " + e.what());
             }
         };
         if (py::isinstance<py::str>(activation))
             return std::vector<Activation>(depth, parse(activation, "activation"));
-        if (!py::isinstance<py::sequence>(activation))
+        // bytes are a sequence too, but of ints: b"relu" is a name that was not decoded, not 4 names
+        if (!py::isinstance<py::sequence>(activation) || PyBytes_Check(activation.ptr()) ||
+            PyByteArray_Check(activation.ptr()))
             throw py::type_error("activation must be a name (str) or a sequence of one name per layer, got " +
                                  type_name(activation));
         auto seq = py::reinterpret_borrow<py::sequence>(activation);
@@ -232,8 +241,7 @@ class MLP {
             n = seq.size();
             for (std::size_t t = 0; t < n && t < depth; ++t) names.push_back(seq[t]);
         } catch (py::error_already_set& e) {
-            if (e.matches(PyExc_MemoryError) || !e.matches(PyExc_Exception)) throw;
-            throw py::type_error("activation could not be read as a sequence of names: " + std::string(e.what()));
+            raise_chained(e, PyExc_TypeError, "activation could not be read as a sequence of names");
         }
         if (n != depth)
             throw py::value_error("activation has " + std::to_string(n) + " names but the network has " +
@@ -291,12 +299,13 @@ class MLP {
     template <class T>
     GradientsObject* check_out(Model<T>& m, py::handle out, std::optional<std::size_t> batch) {
         if (!out || out.is_none()) return nullptr;
-        if (!py::isinstance<GradientsObject>(out))
+        py::detail::instance* inst = instance_or_null<GradientsObject>(out.ptr());
+        if (!inst)
             throw py::type_error("out must be a mlpgrad.Gradients (from net.new_gradients()), got " + type_name(out));
         // Gradients.__new__(Gradients) makes an instance whose C++ object was never built: refuse it (O(1)).
-        if (!reinterpret_cast<py::detail::instance*>(out.ptr())->get_value_and_holder().holder_constructed())
+        if (!is_initialized<GradientsObject>(inst))
             throw py::type_error("out is a mlpgrad.Gradients whose __init__ never ran");
-        auto* g = out.cast<GradientsObject*>();
+        GradientsObject* g = &value_of<GradientsObject>(inst);
         if (g->dtype() != dtype_)
             throw py::type_error(std::string("out holds ") + dtype_name(g->dtype()) + " arrays but the network is " +
                                  dtype_name(dtype_));
@@ -422,7 +431,7 @@ class MLP {
         const long long b = PyLong_AsLongLongAndOverflow(batch.ptr(), &overflow);
         if (b == -1 && PyErr_Occurred()) throw py::error_already_set();
         if (overflow != 0 || b < 0)
-            throw py::value_error("batch must be >= 0 and fit in 64 bits, got " + py::str(batch).cast<std::string>());
+            throw py::value_error("batch must be >= 0 and fit in 64 bits, got " + text_of(batch));
         return static_cast<std::size_t>(b);
     }
 

@@ -7,7 +7,9 @@ training losses (each returns the mean loss and dy for the batch backward pass),
 optimisers (SGD, Adam) that update a network's arrays in place.
 """
 
+# _core first: in a sub-interpreter it refuses to load (ImportError) before losses and optim import NumPy,
+# which cannot be loaded twice in one process.
+from ._core import ACTIVATIONS, MLP, Gradients, __version__  # noqa: I001
 from . import losses, optim
-from ._core import ACTIVATIONS, MLP, Gradients, __version__
 
 __all__ = ["ACTIVATIONS", "MLP", "Gradients", "__version__", "losses", "optim"]

@@ -1,7 +1,7 @@
 """Type stubs for mlpgrad's compiled core (mlpgrad._core)."""
 
 from collections.abc import Sequence
-from typing import Any, Optional, Union
+from typing import Any, NoReturn, Optional, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -13,7 +13,11 @@ _FloatArray = npt.NDArray[Union[np.float32, np.float64]]
 _ArrayLike = npt.ArrayLike
 
 class Gradients:
-    """Gradient buffers that the backward pass writes into (see ``MLP.new_gradients``)."""
+    """Gradient buffers that the backward pass writes into (see ``MLP.new_gradients``).
+
+    A subclass may not also derive from ``MLP`` (TypeError); a second ``__init__`` raises TypeError;
+    pickling raises TypeError under every protocol.
+    """
 
     def __init__(
         self,
@@ -23,6 +27,9 @@ class Gradients:
         z: Optional[Sequence[_FloatArray]] = None,
         u: Optional[Sequence[_FloatArray]] = None,
     ) -> None: ...
+    def __init_subclass__(cls, **kwargs: Any) -> None: ...
+    def __reduce__(self) -> NoReturn: ...
+    def __reduce_ex__(self, protocol: int, /) -> NoReturn: ...
     @property
     def weights(self) -> list[_FloatArray]:
         """d/dW[t] for each layer, shaped like the weights."""
@@ -45,8 +52,14 @@ class Gradients:
     def dtype(self) -> np.dtype[Any]:
         """The arrays' dtype."""
 
+_State = tuple[int, tuple[_FloatArray, ...], _FloatArray, tuple[str, ...]]
+
 class MLP:
-    """A dense network over the caller's NumPy arrays (viewed, never copied)."""
+    """A dense network over the caller's NumPy arrays (viewed, never copied).
+
+    A subclass may not also derive from ``Gradients`` (TypeError); a second ``__init__`` or ``__setstate__``
+    raises TypeError; pickling works under every protocol.
+    """
 
     def __init__(
         self,
@@ -54,6 +67,12 @@ class MLP:
         alpha: _FloatArray,
         activation: Union[str, Sequence[str]] = "relu",
     ) -> None: ...
+    def __init_subclass__(cls, **kwargs: Any) -> None: ...
+    def __getstate__(self) -> _State:
+        """(1, weights, alpha, activation names): pickle format version 1."""
+    def __setstate__(self, state: _State, /) -> None: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+    def __reduce_ex__(self, protocol: int, /) -> tuple[Any, ...]: ...
     @property
     def widths(self) -> tuple[int, ...]:
         """(K_0, ..., K_T)."""
