@@ -2,6 +2,8 @@
 // shapes, std::logic_error for a backward pass without a forward pass, and no writes before a throw.
 #include "test_support.hpp"
 
+#include <limits>
+
 namespace mlpgrad_test {
 namespace {
 
@@ -85,6 +87,25 @@ struct Fixture {
         return ok;
     }
 };
+
+TEST(TapeErrors, SizesBeyondSizeTAreRefusedAndTheTapeKeepsWorking) {
+    Fixture f;
+    const std::size_t huge = std::numeric_limits<std::size_t>::max() / 2;
+    mlpgrad::Tape<double> tape;
+    const double y = mlpgrad::forward(f.net, cview(f.x), tape);
+    EXPECT_THROW(tape.reset({huge, huge}), std::length_error);
+    EXPECT_TRUE(tape.recorded());
+    EXPECT_EQ(tape.widths(), f.net.widths());
+    EXPECT_NO_THROW(mlpgrad::backward(f.net, tape, 1.0, f.g.view()));
+    EXPECT_EQ(mlpgrad::forward(f.net, cview(f.x), tape), y);
+
+    mlpgrad::BatchTape<double> batch_tape;
+    EXPECT_THROW(batch_tape.reset({3, 4, 2}, huge), std::length_error);  // 4 * B wraps around
+    EXPECT_THROW(batch_tape.reset({huge, 1}, 3), std::length_error);
+    std::vector<double> yhat(1);
+    mlpgrad::forward_batch(f.net, M(f.x.data(), 1, 3), batch_tape, mview(yhat));
+    EXPECT_EQ(yhat[0], y);
+}
 
 TEST(ForwardErrors, InputOfTheWrongLength) {
     Fixture f;

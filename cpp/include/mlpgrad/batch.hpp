@@ -20,19 +20,33 @@ class BatchTape {
     BatchTape() = default;
 
     // Sizes the tape for widths K_0..K_T and B examples; allocates only when it needs more room.
+    // Strong guarantee: if the allocation throws (std::bad_alloc, or std::length_error for sizes that do
+    // not fit in size_t), the tape is exactly as it was, its previous record included.
     void reset(const std::vector<std::size_t>& widths, std::size_t batch) {
-        recorded_ = false;
-        widths_ = widths;
-        batch_ = batch;
-        offsets_.assign(widths.size() + 1, 0);
+        if (batch == batch_ && widths == widths_ && !widths.empty()) {
+            recorded_ = false;
+            return;
+        }
+        std::vector<std::size_t> new_widths = widths;
+        std::vector<std::size_t> offsets(widths.size() + 1, 0);
         std::size_t max_width = 0;
         for (std::size_t t = 0; t < widths.size(); ++t) {
-            offsets_[t + 1] = offsets_[t] + widths[t] * batch;
+            offsets[t + 1] = detail::checked_sum(offsets[t], detail::checked_product(widths[t], batch));
             max_width = std::max(max_width, widths[t]);
         }
-        max_rows_ = max_width * batch;
-        const std::size_t n = 2 * offsets_.back() + 3 * max_rows_;
-        if (storage_.size() < n) storage_.resize(n);
+        const std::size_t max_rows = detail::checked_product(max_width, batch);
+        const std::size_t n =
+            detail::checked_sum(detail::checked_product(2, offsets.back()), detail::checked_product(3, max_rows));
+        if (storage_.size() < n) {
+            aligned_vector<T> storage(n);
+            storage_.swap(storage);
+        }
+        // Everything that can throw is done: commit.
+        widths_.swap(new_widths);
+        offsets_.swap(offsets);
+        batch_ = batch;
+        max_rows_ = max_rows;
+        recorded_ = false;
     }
 
     std::size_t batch() const { return batch_; }

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <limits>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -76,6 +77,18 @@ using nondeduced = typename type_identity<T>::type;
 inline std::string shape_string(std::size_t n) { return "(" + std::to_string(n) + ",)"; }
 inline std::string shape_string(std::size_t r, std::size_t c) {
     return "(" + std::to_string(r) + ", " + std::to_string(c) + ")";
+}
+
+// Buffer sizes, refused with std::length_error (as std::vector does) when they do not fit in size_t, so
+// that a wrapped size never allocates a buffer that is too small.
+inline std::size_t checked_sum(std::size_t a, std::size_t b) {
+    if (a > std::numeric_limits<std::size_t>::max() - b) throw std::length_error("mlpgrad: buffer size overflows size_t");
+    return a + b;
+}
+inline std::size_t checked_product(std::size_t a, std::size_t b) {
+    if (b != 0 && a > std::numeric_limits<std::size_t>::max() / b)
+        throw std::length_error("mlpgrad: buffer size overflows size_t");
+    return a * b;
 }
 
 inline constexpr std::size_t no_index = static_cast<std::size_t>(-1);
