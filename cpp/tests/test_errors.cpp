@@ -51,6 +51,23 @@ TEST(NetworkErrors, WrongNumberOfActivations) {
         "activation"));
 }
 
+TEST(NetworkErrors, ActivationOutsideTheEnumeration) {
+    const auto unknown = static_cast<Activation>(17);
+    EXPECT_TRUE(throws_exactly<std::invalid_argument>([&] { (void)mlpgrad::name(unknown); }, "the activation"));
+    EXPECT_TRUE(throws_exactly<std::invalid_argument>(
+        [&] { mlpgrad::Network<double>({M(mem, 2, 3), M(mem, 4, 2)}, V(mem, 4), {Activation::relu, unknown}); },
+        "activation[1]"));
+    EXPECT_EQ(mlpgrad::name(Activation::identity), "identity");
+}
+
+TEST(GradientsErrors, NoWidths) {
+    EXPECT_TRUE(throws_exactly<std::invalid_argument>([] { mlpgrad::Gradients<double> g({}); }, "widths"));
+    EXPECT_TRUE(throws_exactly<std::invalid_argument>([] { mlpgrad::Gradients<float> g({}, false); }, "widths"));
+    const mlpgrad::Gradients<double> depth0({5});  // K_0 alone is a valid (depth-0) network
+    EXPECT_EQ(depth0.alpha().size, 5u);
+    EXPECT_EQ(depth0.x().size, 5u);
+}
+
 TEST(NetworkErrors, ValidNetworkReportsItsShape) {
     const mlpgrad::Network<double> net({M(mem, 4, 3), M(mem, 2, 4)}, V(mem, 2), {Activation::tanh, Activation::relu});
     EXPECT_EQ(net.depth(), 2u);

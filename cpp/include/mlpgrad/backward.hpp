@@ -56,12 +56,14 @@ void backward(const Network<T>& net, Tape<T>& tape, T dy, const GradientsView<T>
 }  // namespace unchecked
 
 // Writes the gradients of dy·ŷ at the forward pass recorded on `tape` into `out` (overwriting it).
-// Throws std::invalid_argument (before writing anything) if `out` does not fit `net`, and
+// Throws std::invalid_argument (before writing anything) if `out` does not fit `net` or shares memory with
+// the tape or the network's parameters, and
 // std::logic_error if `tape` holds no forward pass of `net`. Cost: one pass over each weight and each
 // weight gradient, linear in the number of edges.
 template <class T>
 void backward(const Network<T>& net, Tape<T>& tape, T dy, const GradientsView<T>& out) {
     require_fits(net, out);
+    detail::require_no_aliasing(net, tape, out);
     require_recorded(net, tape);
     unchecked::backward(net, tape, dy, out);
 }
@@ -70,6 +72,7 @@ void backward(const Network<T>& net, Tape<T>& tape, T dy, const GradientsView<T>
 template <class T>
 T value_and_grad(const Network<T>& net, VectorView<const T> x, Tape<T>& tape, T dy, const GradientsView<T>& out) {
     require_fits(net, out);  // fail before the tape changes
+    detail::require_no_aliasing(net, tape, out);
     const T yhat = forward(net, x, tape);
     unchecked::backward(net, tape, dy, out);
     return yhat;

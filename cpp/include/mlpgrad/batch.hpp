@@ -67,6 +67,11 @@ class BatchTape {
         return {storage_.data() + 2 * offsets_.back() + 2 * max_rows_, batch_, widths_[t]};
     }
 
+    // True if [p, p + n) shares memory with the tape (see Tape::overlaps).
+    bool overlaps(const T* p, std::size_t n) const {
+        return detail::overlaps(p, n, storage_.data(), storage_.size());
+    }
+
   private:
     std::vector<std::size_t> widths_;
     std::vector<std::size_t> offsets_;
@@ -76,11 +81,19 @@ class BatchTape {
     bool recorded_ = false;
 };
 
-// ŷ_b for each row b of X (B × K_0), written to yhat (B); records the pass on `tape`.
+// ŷ_b for each row b of X (B × K_0), written to yhat (B); records the pass on `tape`. X may live in the
+// tape (it is then copied first); yhat may not (std::invalid_argument), since it is written while the tape
+// is read.
 template <class T>
 void forward_batch(const Network<T>& net, MatrixView<const T> X, BatchTape<T>& tape, VectorView<T> yhat) {
     detail::require_shape(X, X.rows, net.width(0), "X");
     detail::require_size(yhat, X.rows, "yhat");
+    if (tape.overlaps(yhat.data, yhat.size))
+        throw std::invalid_argument("yhat overlaps the batch tape's storage; it needs memory of its own");
+    if (tape.overlaps(X.data, X.size())) {
+        const std::vector<T> copy(X.data, X.data + X.size());
+        return forward_batch(net, MatrixView<const T>(copy.data(), X.rows, X.cols), tape, yhat);
+    }
     const std::size_t B = X.rows, T_ = net.depth();
     tape.reset(net.widths(), B);
     kernels::transpose(X, tape.Z(0));
@@ -133,7 +146,9 @@ void backward_batch(const Network<T>& net, BatchTape<T>& tape, VectorView<const 
 }  // namespace unchecked
 
 // Gradients of Σ_b dy_b ŷ_b at the batch recorded on `tape`: parameter gradients summed over the batch,
-// out.x row b = dy_b ∂ŷ_b/∂x_b. Checks every shape before writing anything.
+// out.x row b = dy_b ∂ŷ_b/∂x_b. Checks every shape, and that no gradient buffer shares memory with the
+// tape or the network's parameters, before writing anything. dy may live anywhere (it is copied first
+// if it shares memory with what the pass writes).
 template <class T>
 void backward_batch(const Network<T>& net, BatchTape<T>& tape, VectorView<const T> dy,
                     const BatchGradientsView<T>& out) {
@@ -141,6 +156,16 @@ void backward_batch(const Network<T>& net, BatchTape<T>& tape, VectorView<const 
         throw std::logic_error("backward_batch() needs a forward_batch() of this network on the same tape first");
     require_fits(net, out, tape.batch());
     detail::require_size(dy, tape.batch(), "dy");
+    detail::require_no_aliasing(net, tape, out);
+    bool dy_is_written = tape.overlaps(dy.data, dy.size);
+    detail::for_each_buffer(out, [&](const T* p, std::size_t n, const char*, std::size_t) {
+        dy_is_written = dy_is_written || detail::overlaps(dy.data, dy.size, p, n);
+    });
+    if (dy_is_written) {
+        const std::vector<T> copy(dy.begin(), dy.end());
+        unchecked::backward_batch(net, tape, VectorView<const T>(copy.data(), copy.size()), out);
+        return;
+    }
     unchecked::backward_batch(net, tape, dy, out);
 }
 

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <algorithm>
+#include <vector>
 
 #include "kernels.hpp"
 #include "network.hpp"
@@ -10,10 +11,15 @@
 namespace mlpgrad {
 
 // Records u^t and z^t on `tape` (sized for `net` on first use) and returns ŷ. Cost: one pass over each
-// weight, i.e. linear in the number of edges.
+// weight, i.e. linear in the number of edges. x may live in the tape itself (e.g. tape.z(t) of an earlier
+// pass): it is then copied first, since resetting the tape may free it and recording may overwrite it.
 template <class T>
 T forward(const Network<T>& net, VectorView<const T> x, Tape<T>& tape) {
     detail::require_size(x, net.width(0), "x");
+    if (tape.overlaps(x.data, x.size)) {
+        const std::vector<T> copy(x.begin(), x.end());
+        return forward(net, VectorView<const T>(copy.data(), copy.size()), tape);
+    }
     tape.reset(net.widths());
     std::copy(x.begin(), x.end(), tape.z(0).begin());  // z^0 = x, kept for ∂ŷ/∂W^{[1]}
     for (std::size_t t = 0; t < net.depth(); ++t) {

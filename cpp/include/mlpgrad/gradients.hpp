@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
@@ -40,6 +41,40 @@ void require_parameter_gradients(const Network<T>& net, const View& out) {
     require_size(out.alpha, net.width(net.depth()), "out.alpha");
 }
 
+// Calls f(data, size, name, index) for every buffer of `out` (index == no_index for single buffers).
+template <class T, class F>
+void for_each_buffer(const GradientsView<T>& out, F&& f) {
+    for (std::size_t t = 0; t < out.weights.size(); ++t) f(out.weights[t].data, out.weights[t].size(), "out.weights", t);
+    f(out.alpha.data, out.alpha.size, "out.alpha", no_index);
+    f(out.x.data, out.x.size, "out.x", no_index);
+    for (std::size_t t = 0; t < out.z.size(); ++t) f(out.z[t].data, out.z[t].size, "out.z", t);
+    for (std::size_t t = 0; t < out.u.size(); ++t) f(out.u[t].data, out.u[t].size, "out.u", t);
+}
+template <class T, class F>
+void for_each_buffer(const BatchGradientsView<T>& out, F&& f) {
+    for (std::size_t t = 0; t < out.weights.size(); ++t) f(out.weights[t].data, out.weights[t].size(), "out.weights", t);
+    f(out.alpha.data, out.alpha.size, "out.alpha", no_index);
+    f(out.x.data, out.x.size(), "out.x", no_index);
+}
+
+// Throws std::invalid_argument if a gradient buffer shares memory with the tape (the backward pass reads
+// the tape while it writes) or with the network's parameters (it reads them too).
+template <class T, class AnyTape, class View>
+void require_no_aliasing(const Network<T>& net, const AnyTape& tape, const View& out) {
+    for_each_buffer(out, [&](const T* p, std::size_t n, const char* what, std::size_t index) {
+        if (tape.overlaps(p, n))
+            throw std::invalid_argument(argument_name(what, index) +
+                                        " overlaps the tape's storage; gradients need memory of their own");
+        for (std::size_t t = 0; t < net.depth(); ++t)
+            if (overlaps(p, n, net.weight(t).data, net.weight(t).size()))
+                throw std::invalid_argument(argument_name(what, index) + " overlaps weights[" + std::to_string(t) +
+                                            "] of the network; gradients need memory of their own");
+        if (overlaps(p, n, net.alpha().data, net.alpha().size))
+            throw std::invalid_argument(argument_name(what, index) +
+                                        " overlaps alpha of the network; gradients need memory of their own");
+    });
+}
+
 }  // namespace detail
 
 // Throws std::invalid_argument naming the first buffer whose shape does not fit `net`.
@@ -71,7 +106,10 @@ template <class T>
 class Gradients {
   public:
     // keep_intermediates: also keep ∂/∂z^t and ∂/∂u^t.
+    // Throws std::invalid_argument for empty widths (a network has at least K_0).
     explicit Gradients(const std::vector<std::size_t>& widths, bool keep_intermediates = true) {
+        if (widths.empty())
+            throw std::invalid_argument("widths is empty; expected K_0..K_T (at least one width), e.g. net.widths()");
         const std::size_t T_ = widths.size() - 1;
         std::size_t n = 0;
         for (std::size_t t = 0; t < T_; ++t) n += widths[t + 1] * widths[t];

@@ -27,6 +27,9 @@ class Network {
             throw std::invalid_argument("activation has " + std::to_string(activations_.size()) +
                                         " names but the network has " + std::to_string(weights_.size()) +
                                         " layers");
+        for (std::size_t t = 0; t < activations_.size(); ++t)
+            if (!is_known(activations_[t]))
+                detail::throw_unknown_activation(activations_[t], ("activation[" + std::to_string(t) + "]").c_str());
         widths_.reserve(weights_.size() + 1);
         widths_.push_back(weights_.empty() ? alpha_.size : weights_[0].cols);
         for (std::size_t t = 0; t < weights_.size(); ++t) {

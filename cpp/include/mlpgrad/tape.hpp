@@ -61,6 +61,12 @@ class Tape {
     // Two vectors of the largest width, for ∂ŷ/∂z and ∂ŷ/∂u when the caller does not keep them.
     T* scratch(std::size_t which) { return storage_.data() + 2 * offsets_.back() + which * max_width_; }
 
+    // True if [p, p + n) shares memory with the tape: such an input must be copied before the tape is
+    // reset, and such an output is refused.
+    bool overlaps(const T* p, std::size_t n) const {
+        return detail::overlaps(p, n, storage_.data(), storage_.size());
+    }
+
   private:
     std::vector<std::size_t> widths_;
     std::vector<std::size_t> offsets_;
