@@ -48,7 +48,7 @@ void backward(const Network<T>& net, Tape<T>& tape, T dy, const GradientsView<T>
         dz = keep ? out.z[t - 1].data : (t == 1 ? out.x.data : dz_scratch);
         std::fill(dz, dz + K_prev, T(0));
         kernels::outer_product_and_transpose_matvec_accumulate(net.weight(t - 1), du, tape.z(t - 1).data,
-                                                               out.weights[t - 1], dz);
+                                                               out.weights[t - 1], dz, tape.scratch(2));
     }
     if (keep) std::copy(out.z[0].begin(), out.z[0].end(), out.x.data);  // ∂/∂x = ∂/∂z^0
 }

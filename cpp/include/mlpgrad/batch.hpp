@@ -102,10 +102,9 @@ void forward_batch(const Network<T>& net, MatrixView<const T> X, BatchTape<T>& t
             kernels::matmul_activate<decltype(a)::value>(net.weight(t), tape.Z(t), tape.U(t + 1), tape.Z(t + 1));
         });
     }
-    // ŷ = Z^Tᵀ α, accumulated row by row of Z^T.
-    std::fill(yhat.begin(), yhat.end(), T(0));
-    const auto ZT = tape.Z(T_);
-    for (std::size_t k = 0; k < ZT.rows; ++k) kernels::axpy(net.alpha()[k], ZT.row(k), yhat.data, B);
+    // ŷᵀ = αᵀ Z^T, a (1 × K_T)(K_T × B) product: the blocked GEMM keeps the sum over k accurate.
+    kernels::gemm(kernels::Operand<T>{net.alpha().data, 0, 1}, 1, MatrixView<const T>(tape.Z(T_)), net.width(T_),
+                  MatrixView<T>(yhat.data, 1, B));
     tape.mark_recorded();
 }
 

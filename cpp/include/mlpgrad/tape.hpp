@@ -32,8 +32,9 @@ class Tape {
             max_width = widths[t] > max_width ? widths[t] : max_width;
         }
         const std::size_t n = offsets.back();
-        // z^0..z^T, then u^1..u^T (stored at the offsets of z^1..z^T, shifted by n), then two scratch vectors.
-        aligned_vector<T> storage(detail::checked_sum(detail::checked_product(2, n), detail::checked_product(2, max_width)),
+        // z^0..z^T, then u^1..u^T (stored at the offsets of z^1..z^T, shifted by n), then three scratch
+        // vectors (∂ŷ/∂z, ∂ŷ/∂u and the blocked transpose-matvec's partial sums).
+        aligned_vector<T> storage(detail::checked_sum(detail::checked_product(2, n), detail::checked_product(3, max_width)),
                                   T(0));
         // Everything that can throw is done: commit.
         widths_.swap(new_widths);
@@ -58,7 +59,8 @@ class Tape {
     T yhat() const { return yhat_; }
     void set_yhat(T y) { yhat_ = y; }
 
-    // Two vectors of the largest width, for ∂ŷ/∂z and ∂ŷ/∂u when the caller does not keep them.
+    // Three vectors of the largest width: ∂ŷ/∂z and ∂ŷ/∂u when the caller does not keep them, and the
+    // partial sums of the blocked transpose-matvec.
     T* scratch(std::size_t which) { return storage_.data() + 2 * offsets_.back() + which * max_width_; }
 
     // True if [p, p + n) shares memory with the tape: such an input must be copied before the tape is
