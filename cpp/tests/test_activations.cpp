@@ -9,14 +9,6 @@ namespace {
 
 template <class T>
 class ActivationsTyped : public ::testing::Test {};
-class DtypeNames {
-  public:
-    template <class T>
-    static std::string GetName(int) {
-        return std::is_same_v<T, float> ? "float" : "double";
-    }
-};
-using Dtypes = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(ActivationsTyped, Dtypes, DtypeNames);
 
 TYPED_TEST(ActivationsTyped, ReluDerivativeIsOneAtZero) {

@@ -12,8 +12,7 @@ using mlpgrad::VectorView;
 
 template <class T>
 class Aliasing : public ::testing::Test {};
-using Dtypes = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(Aliasing, Dtypes);
+TYPED_TEST_SUITE(Aliasing, Dtypes, DtypeNames);
 
 template <class T>
 std::vector<T> all_gradients(const mlpgrad::Gradients<T>& g, std::size_t depth) {

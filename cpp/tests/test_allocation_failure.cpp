@@ -33,8 +33,7 @@ struct FailingAllocations {
 
 template <class T>
 class AllocationFailure : public ::testing::Test {};
-using Dtypes = ::testing::Types<float, double>;
-TYPED_TEST_SUITE(AllocationFailure, Dtypes);
+TYPED_TEST_SUITE(AllocationFailure, Dtypes, DtypeNames);
 
 // The regression: the failed reset used to record the widths before allocating, so the retry (same
 // widths) skipped the allocation and wrote through a null pointer.

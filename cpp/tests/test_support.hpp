@@ -14,6 +14,7 @@
 #include <sstream>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <typeinfo>
 #include <vector>
 
@@ -40,6 +41,16 @@ void with_dtype(Dtype d, F&& f) {
     else
         f(double{});
 }
+
+// Typed tests over float and double, named "float" and "double" (clang's -Wpedantic wants the name generator).
+using Dtypes = ::testing::Types<float, double>;
+class DtypeNames {
+  public:
+    template <class T>
+    static std::string GetName(int) {
+        return std::is_same_v<T, float> ? "float" : "double";
+    }
+};
 
 // Test parameter: a dtype and an activation, named like "double_relu".
 using DtypeActivation = std::tuple<Dtype, Activation>;
