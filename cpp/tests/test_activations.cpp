@@ -36,7 +36,7 @@ TYPED_TEST(ActivationsTyped, ReluConventionThroughANetwork) {
     using T = TypeParam;
     for (Activation a : {Activation::relu, Activation::leaky_relu}) {
         SCOPED_TRACE(std::string(mlpgrad::name(a)));
-        OwnedNet<T> onet{{2, 2, 1}, {a, a}, {{1, -1, 0.5, -0.5}, {3, 1}}, {1.5}};
+        OwnedNet<T> onet{{2, 2, 1}, {a, a}, {{1, -1, 0.5, -0.5}, {3, 1}}, {1.5}, {}, {}, 1};
         const auto net = onet.network();
         const std::vector<T> x = {2, 2};
         mlpgrad::Tape<T> tape;

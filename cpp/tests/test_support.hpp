@@ -73,20 +73,27 @@ class Random {
 };
 
 // A network that owns its memory; network() is a Network<T> viewing it (valid while *this lives and
-// its vectors are not resized).
+// its vectors are not resized). Biases and the output bias are optional (empty vectors: none).
 template <class T>
 struct OwnedNet {
     std::vector<std::size_t> widths;
     std::vector<Activation> activations;
     std::vector<std::vector<T>> weights;  // weights[t]: row-major (K_{t+1} x K_t), the notes' W^{[t+1]}
-    std::vector<T> alpha;
+    std::vector<T> alpha;                 // row-major (K_T x outputs)
+    std::vector<std::vector<T>> biases;   // biases[t] = b^{t+1}, or empty
+    std::vector<T> output_bias;           // β (outputs entries), or empty
+    std::size_t outputs = 1;              // m
 
     std::size_t depth() const { return widths.size() - 1; }
 
     mlpgrad::Network<T> network() const {
         std::vector<mlpgrad::MatrixView<const T>> w;
         for (std::size_t t = 0; t < depth(); ++t) w.push_back({weights[t].data(), widths[t + 1], widths[t]});
-        return mlpgrad::Network<T>(w, {alpha.data(), alpha.size()}, activations);
+        mlpgrad::NetworkOptions<T> options;
+        for (const auto& b : biases) options.biases.push_back({b.data(), b.size()});
+        options.output_bias = {output_bias.data(), output_bias.size()};
+        return mlpgrad::Network<T>(w, mlpgrad::MatrixView<const T>(alpha.data(), widths.back(), outputs), activations,
+                                   options);
     }
 };
 
@@ -102,7 +109,7 @@ template <class T>
 OwnedNet<T> random_net(const std::vector<std::size_t>& widths, const std::vector<Activation>& activations,
                        std::uint64_t seed, double gain = 1.0) {
     Random rng(seed);
-    OwnedNet<T> n{widths, activations, {}, {}};
+    OwnedNet<T> n{widths, activations, {}, {}, {}, {}, 1};
     for (std::size_t t = 0; t + 1 < widths.size(); ++t)
         n.weights.push_back(random_vector<T>(rng, widths[t + 1] * widths[t], gain * std::sqrt(3.0 / widths[t])));
     n.alpha = random_vector<T>(rng, widths.back());
@@ -112,6 +119,20 @@ OwnedNet<T> random_net(const std::vector<std::size_t>& widths, const std::vector
 template <class T>
 OwnedNet<T> random_net(const std::vector<std::size_t>& widths, Activation a, std::uint64_t seed, double gain = 1.0) {
     return random_net<T>(widths, std::vector<Activation>(widths.size() - 1, a), seed, gain);
+}
+
+// random_net with m outputs, and biases and an output bias when asked for.
+template <class T>
+OwnedNet<T> random_general_net(const std::vector<std::size_t>& widths, Activation a, std::uint64_t seed,
+                               std::size_t outputs, bool biases, bool output_bias) {
+    OwnedNet<T> n = random_net<T>(widths, a, seed);
+    Random rng(seed + 1000);
+    n.outputs = outputs;
+    n.alpha = random_vector<T>(rng, widths.back() * outputs);
+    if (biases)
+        for (std::size_t t = 1; t < widths.size(); ++t) n.biases.push_back(random_vector<T>(rng, widths[t], 0.5));
+    if (output_bias) n.output_bias = random_vector<T>(rng, outputs);
+    return n;
 }
 
 template <class T>

@@ -84,20 +84,67 @@ inline void activate(const T* u, T* z, std::size_t n) {
     for (std::size_t k = 0; k < n; ++k) z[k] = activation_traits<A>::apply(u[k]);
 }
 
-// u = W z_in and z_out = σ(u): the forward step u^{t+1} = W^{[t+1]} z^t, z^{t+1} = σ(u^{t+1}).
+// u += b (when there is a bias) and z = σ(u), row by row of a (rows × cols) matrix, b_k added to all of row k.
 template <Activation A, class T>
-void matvec_activate(MatrixView<const T> W, const T* z_in, T* u, T* z_out) {
+inline void add_bias_and_activate(T* u, const T* bias, T* z, std::size_t rows, std::size_t cols) {
+    if (bias == nullptr) {
+        activate<A>(u, z, rows * cols);
+        return;
+    }
+    for (std::size_t k = 0; k < rows; ++k) {
+        const T b = bias[k];
+        T* uk = u + k * cols;
+        T* zk = z + k * cols;
+        for (std::size_t j = 0; j < cols; ++j) {
+            uk[j] += b;
+            zk[j] = activation_traits<A>::apply(uk[j]);
+        }
+    }
+}
+
+// out = W v, four rows of W per pass over v.
+template <class T>
+void matvec(MatrixView<const T> W, const T* v, T* out) {
     constexpr std::size_t R = 4;
     std::size_t i = 0;
-    for (; i + R <= W.rows; i += R) dot_rows<R>(W.row(i), W.cols, z_in, W.cols, u + i);
-    for (; i < W.rows; ++i) dot_rows<1>(W.row(i), W.cols, z_in, W.cols, u + i);
-    activate<A>(u, z_out, W.rows);
+    for (; i + R <= W.rows; i += R) dot_rows<R>(W.row(i), W.cols, v, W.cols, out + i);
+    for (; i < W.rows; ++i) dot_rows<1>(W.row(i), W.cols, v, W.cols, out + i);
+}
+
+// u = W z_in + b and z_out = σ(u): the forward step u^{t+1} = W^{[t+1]} z^t + b^{t+1}, z^{t+1} = σ(u^{t+1}).
+// bias may be null (no bias).
+template <Activation A, class T>
+void matvec_activate(MatrixView<const T> W, const T* z_in, const T* bias, T* u, T* z_out) {
+    matvec(W, z_in, u);
+    add_bias_and_activate<A>(u, bias, z_out, W.rows, 1);
 }
 
 // du = dz ∘ σ'(u): the notes' ∂ŷ/∂u^t = ∂ŷ/∂z^t ∘ σ'(u^t), with z = σ(u) from the tape.
 template <Activation A, class T>
 void hadamard_derivative(const T* dz, const T* u, const T* z, T* du, std::size_t n) {
     for (std::size_t k = 0; k < n; ++k) du[k] = dz[k] * activation_traits<A>::derivative(u[k], z[k]);
+}
+
+// The same for a (rows × cols) matrix, and row_sums[k] = Σ_j du[k][j] formed in the same pass (the batch's
+// bias gradient Σ_b ∂U[k, b]), blocked like every other sum (see block_length).
+template <Activation A, class T>
+void hadamard_derivative_and_row_sums(const T* dz, const T* u, const T* z, T* du, std::size_t rows, std::size_t cols,
+                                      T* row_sums) {
+    const std::size_t block = block_length(cols);
+    for (std::size_t k = 0; k < rows; ++k) {
+        const std::size_t o = k * cols;
+        T total = T(0);
+        for (std::size_t j0 = 0; j0 < cols; j0 += block) {
+            const std::size_t j1 = std::min(cols, j0 + block);
+            T partial = T(0);
+            for (std::size_t j = j0; j < j1; ++j) {
+                du[o + j] = dz[o + j] * activation_traits<A>::derivative(u[o + j], z[o + j]);
+                partial += du[o + j];
+            }
+            total += partial;
+        }
+        row_sums[k] = total;
+    }
 }
 
 // For R rows: dw[r] = g[r] z (outer product rows) and dz += Σ_r g[r] w[r] (transpose-matvec), in one pass
@@ -272,12 +319,12 @@ void gemm(Operand<T> A, std::size_t rows, MatrixView<const T> X, std::size_t dep
     }
 }
 
-// U = W Z_in, Z_out = σ(U) for (K_in × B) Z_in.
+// U = W Z_in + b 1ᵀ, Z_out = σ(U) for (K_in × B) Z_in; bias may be null (no bias).
 template <Activation A, class T>
 void matmul_activate(MatrixView<const detail::nondeduced<T>> W, MatrixView<const detail::nondeduced<T>> Z_in,
-                     MatrixView<T> U, MatrixView<T> Z_out) {
+                     const detail::nondeduced<T>* bias, MatrixView<T> U, MatrixView<T> Z_out) {
     gemm(Operand<T>{W.data, W.cols, 1}, W.rows, Z_in, W.cols, U);
-    activate<A>(U.data, Z_out.data, U.size());
+    add_bias_and_activate<A>(U.data, bias, Z_out.data, U.rows, U.cols);
 }
 
 // dZ_prev = Wᵀ dU (overwritten): Wᵀ is read in place, four of its rows (four columns of W, adjacent in
