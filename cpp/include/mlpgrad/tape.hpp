@@ -56,7 +56,7 @@ class Tape {
     VectorView<const T> u(std::size_t t) const {
         return {storage_.data() + offsets_.back() + offsets_[t], widths_[t]};
     }
-    T yhat() const { return yhat_; }
+    T yhat() const { return yhat_; }  // ŷ of the recorded pass, for a network with one output
     void set_yhat(T y) { yhat_ = y; }
 
     // Three vectors of the largest width: ∂ŷ/∂z and ∂ŷ/∂u when the caller does not keep them, and the
