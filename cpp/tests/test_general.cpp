@@ -10,27 +10,7 @@ using mlpgrad::MatrixView;
 using mlpgrad::VectorView;
 
 template <class T>
-struct FiniteDifference;
-template <>
-struct FiniteDifference<double> {
-    static constexpr double step = 1e-5, tol = 1e-7;
-};
-template <>
-struct FiniteDifference<float> {
-    static constexpr double step = 1e-2, tol = 3e-3;
-};
-
-// Whether each unit is on (u >= 0): a ReLU network's linear piece.
-template <class T>
-std::vector<bool> kink_pattern(const mlpgrad::Network<T>& net, const mlpgrad::Tape<T>& tape) {
-    std::vector<bool> p;
-    for (std::size_t t = 1; t <= net.depth(); ++t)
-        for (T u : tape.u(t)) p.push_back(u >= T(0));
-    return p;
-}
-
-template <class T>
-void check_finite_differences(OwnedNet<T> onet, std::uint64_t seed) {
+void check_general_finite_differences(OwnedNet<T> onet, std::uint64_t seed) {
     using FD = FiniteDifference<T>;
     Random rng(seed);
     std::vector<T> x = random_vector<T>(rng, onet.widths[0]);
@@ -96,7 +76,7 @@ void check_finite_differences(OwnedNet<T> onet, std::uint64_t seed) {
 
 // Σ over single examples (accumulated in double) against the batch, full and parameter-only.
 template <class T>
-void check_batch(const OwnedNet<T>& onet, std::size_t B, std::uint64_t seed) {
+void check_general_batch(const OwnedNet<T>& onet, std::size_t B, std::uint64_t seed) {
     const auto net = onet.network();
     const std::size_t K0 = net.width(0), m = net.outputs(), T_ = net.depth();
     Random rng(seed);
@@ -145,12 +125,12 @@ void check_batch(const OwnedNet<T>& onet, std::size_t B, std::uint64_t seed) {
     EXPECT_FALSE(params.view().has_input_gradient());
 }
 
-struct Shape {
+struct GeneralShape {
     std::vector<std::size_t> widths;
     std::size_t outputs;
     bool biases, output_bias;
 };
-const std::vector<Shape> shapes = {
+const std::vector<GeneralShape> general_shapes = {
     {{3, 7, 2, 5}, 3, true, true},     {{4, 6}, 1, true, true},   {{5}, 4, false, true},
     {{19, 37, 5}, 17, true, false},    {{2, 3, 3}, 2, false, false}, {{6, 5, 4}, 1, true, false},
 };
@@ -162,9 +142,9 @@ TEST_P(General, FiniteDifferences) {
     with_dtype(std::get<0>(GetParam()), [&](auto zero) {
         using T = decltype(zero);
         std::uint64_t seed = 100;
-        for (const Shape& s : shapes) {
+        for (const GeneralShape& s : general_shapes) {
             SCOPED_TRACE("widths[0] = " + std::to_string(s.widths[0]) + ", m = " + std::to_string(s.outputs));
-            check_finite_differences(random_general_net<T>(s.widths, a, seed, s.outputs, s.biases, s.output_bias), seed + 1);
+            check_general_finite_differences(random_general_net<T>(s.widths, a, seed, s.outputs, s.biases, s.output_bias), seed + 1);
             seed += 2;
         }
     });
@@ -175,11 +155,11 @@ TEST_P(General, BatchIsTheSumOfSingleExamples) {
     with_dtype(std::get<0>(GetParam()), [&](auto zero) {
         using T = decltype(zero);
         std::uint64_t seed = 200;
-        for (const Shape& s : shapes)
+        for (const GeneralShape& s : general_shapes)
             for (std::size_t B : {0, 1, 5, 40}) {
                 SCOPED_TRACE("widths[0] = " + std::to_string(s.widths[0]) + ", m = " + std::to_string(s.outputs) +
                              ", B = " + std::to_string(B));
-                check_batch(random_general_net<T>(s.widths, a, seed, s.outputs, s.biases, s.output_bias), B, seed + 1);
+                check_general_batch(random_general_net<T>(s.widths, a, seed, s.outputs, s.biases, s.output_bias), B, seed + 1);
                 ++seed;
             }
     });
