@@ -135,6 +135,7 @@ for cxx in g++ clang++; do
     { echo "the example did not use the installed headers" >&2; exit 1; }
   "$CMAKE" --build "$WORK/example-$cxx" -j "$JOBS"
   "$WORK/example-$cxx/fit_sine"
+  "$WORK/example-$cxx/fit_regression"
 done
 
 # ---- 5. Consumers: add_subdirectory, FetchContent (SOURCE_DIR and URL).

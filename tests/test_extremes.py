@@ -388,6 +388,8 @@ def gamma(n):
 
 def _long_case(kind, seed):
     rng = np.random.default_rng(seed)
+    if kind == "constant":  # every partial sum of one long chain rounds the same way: its worst case
+        return np.full(K_LONG, 0.55, np.float32), np.full(K_LONG, 2.0, np.float32)
     if kind == "positive":
         return rng.uniform(0, 1, K_LONG).astype(np.float32), rng.uniform(0, 1, K_LONG).astype(np.float32)
     if kind == "mixed_magnitudes":
@@ -405,7 +407,7 @@ def _assert_within_bound(got, a, b, what):
     assert err <= 16 * np.sqrt(len(a)) * U32 * mag, f"{what}: error {err:.3g} is {err / (U32 * mag):.0f} u sum|ab|"
 
 
-@pytest.mark.parametrize("kind", ["normal", "positive", "mixed_magnitudes"])
+@pytest.mark.parametrize("kind", ["normal", "positive", "constant", "mixed_magnitudes"])
 def test_float32_long_rows_within_bound(kind):
     w, x = _long_case(kind, 7)
     alpha, _ = _long_case(kind, 8)
@@ -423,9 +425,32 @@ def test_float32_long_rows_within_bound(kind):
     y2, g2 = net2.value_and_grad(np.ones(1, np.float32))
     _assert_within_bound(y2, alpha, w, "yhat = alpha.z")
     _assert_within_bound(g2.x[0], w, alpha, "dx = W^T du")
-    _, gb2 = net2.value_and_grad_batch(np.ones((2, 1), np.float32))
+    yb2, gb2 = net2.value_and_grad_batch(np.ones((2, 1), np.float32))
+    _assert_within_bound(yb2[0], alpha, w, "batch yhat = alpha^T Z")
     _assert_within_bound(gb2.x[0, 0], w, alpha, "batch dX = W^T dU")
     np.testing.assert_array_equal(gb2.alpha, 2 * w)  # dalpha_k = sum_b dy_b z_k = 2 w_k exactly
+    # sums over a batch of K examples: dalpha = sum_b dy_b z_b, dW = sum_b du_b x_b (du_b = alpha dy_b)
+    net3 = mlpgrad.MLP([np.ones((1, 1), np.float32)], alpha[:1].copy(), "identity")
+    _, gb3 = net3.value_and_grad_batch(x[:, None].copy(), w)
+    _assert_within_bound(gb3.alpha[0], w, x, "batch dalpha = sum_b dy_b z_b")
+    _assert_within_bound(gb3.weights[0][0, 0], alpha[0] * w, x, "batch dW = sum_b du_b x_b")
+
+
+def test_float32_batch_sum_does_not_stall_at_2_to_24():
+    """forward_batch of a depth-0 network summed K ones in one chain, which stops at 2^24 (16,777,216 + 1
+    rounds back to 16,777,216). 1.5 * 2^24 ones (the issue's 10^8 fails the same way, with 4x the memory)
+    must give the exact count, like the single-example forward. In a child process: ~0.6 GB."""
+    res = run_isolated("""
+        K = 3 * 2**23
+        ones = np.ones(K, np.float32)
+        net = mlpgrad.MLP([], ones)
+        out = {"single": float(net.forward(ones))}
+        del net
+        net = mlpgrad.MLP([], ones)  # a new network: the single-example tape is freed with the first one
+        out["batch"] = float(net.forward_batch(ones[None, :])[0])
+        print(json.dumps(out))
+    """)
+    assert res == {"single": 3 * 2**23, "batch": 3 * 2**23}
 
 
 # ----------------------------------------------------------------------------- sizes (in a subprocess)

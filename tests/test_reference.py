@@ -386,3 +386,142 @@ def test_reference_source_has_no_numpy_import():
             imported.add((node.module or "").split(".")[0])
     assert "numpy" not in imported and "importlib" not in imported
     assert "__import__" not in REFERENCE_PATH.read_text()
+
+
+# ----------------------------------------------------------------------------- biases, output bias, vector outputs
+# W = [[1, 2], [3, -1]], b = [0.1, -0.2], alpha (2 x 3) = [[1, 0.5, -1], [2, -1, 0.25]], beta = [1, 2, 3],
+# x = [0.5, 1], identity, dy = [1, 2, 3].
+# Forward:  u = W x + b = [0.5 + 2 + 0.1, 1.5 - 1 - 0.2] = [2.6, 0.3] = z
+#           y = alpha^T z + beta = [2.6 + 0.6 + 1, 1.3 - 0.3 + 2, -2.6 + 0.075 + 3] = [4.2, 3.0, 0.475]
+# Backward: dz = alpha dy = [1 + 1 - 3, 2 - 2 + 0.75] = [-1, 0.75] = du = db
+#           dalpha = z dy^T = [[2.6, 5.2, 7.8], [0.3, 0.6, 0.9]],  dbeta = dy
+#           dW = du x^T = [[-0.5, -1], [0.375, 0.75]],  dx = W^T du = [-1 + 2.25, -2 - 0.75] = [1.25, -2.75]
+W_B = [[[1.0, 2.0], [3.0, -1.0]]]
+B_B = [[0.1, -0.2]]
+ALPHA_M = [[1.0, 0.5, -1.0], [2.0, -1.0, 0.25]]
+BETA_M = [1.0, 2.0, 3.0]
+X_B = [0.5, 1.0]
+DY_M = [1.0, 2.0, 3.0]
+
+
+def test_hand_worked_biases_and_vector_outputs(ref):
+    y, u, z = ref.forward(W_B, ALPHA_M, X_B, "identity", biases=B_B, output_bias=BETA_M)
+    assert_close(y, [4.2, 3.0, 0.475], rel=1e-15, abs_=1e-15)
+    assert_close(u, [[2.6, 0.3]], rel=1e-15, abs_=1e-15)
+    y, g = ref.value_and_grad(W_B, ALPHA_M, X_B, "identity", DY_M, biases=B_B, output_bias=BETA_M)
+    assert_close(y, [4.2, 3.0, 0.475], rel=1e-15, abs_=1e-15)
+    assert_close(g.alpha, [[2.6, 5.2, 7.8], [0.3, 0.6, 0.9]], rel=1e-15, abs_=1e-15)
+    assert g.output_bias == DY_M
+    assert_close(g.biases, [[-1.0, 0.75]], rel=1e-15, abs_=0)
+    assert g.biases == g.u
+    assert_close(g.weights, [[[-0.5, -1.0], [0.375, 0.75]]], rel=1e-15, abs_=0)
+    assert_close(g.x, [1.25, -2.75], rel=1e-15, abs_=0)
+    assert_close(g.z[-1], [-1.0, 0.75], rel=1e-15, abs_=0)
+
+
+def test_one_output_with_biases_keeps_scalars(ref):
+    # alpha 1-D: y_hat, dy and beta are floats. u = [2.6, 0.3], y = 2 * 2.6 - 0.3 + 0.5 = 5.4.
+    y, g = ref.value_and_grad(W_B, [2.0, -1.0], X_B, "identity", 2.0, biases=B_B, output_bias=0.5)
+    assert y == pytest.approx(5.4, rel=1e-15)
+    assert g.output_bias == 2.0 and g.alpha == pytest.approx([5.2, 0.6], rel=1e-15)
+    assert g.biases == [[4.0, -2.0]]
+    y0, g0 = ref.value_and_grad(W_B, [2.0, -1.0], X_B, "identity", 2.0)
+    assert y0 == pytest.approx(y - 0.5 - (2.0 * 0.1 + -1.0 * -0.2), rel=1e-15)  # 4.5: without b and beta
+    assert g0.biases is None and g0.output_bias is None
+
+
+def test_one_column_alpha_equals_a_vector_alpha(ref):
+    rng = random.Random(5)
+    weights, alpha, x = random_network(rng, 2)
+    y, g = ref.value_and_grad(weights, alpha, x, "tanh", 1.5)
+    ym, gm = ref.value_and_grad(weights, [[a] for a in alpha], x, "tanh", [1.5])
+    assert ym == [y]
+    assert gm.alpha == [[a] for a in g.alpha] and gm.weights == g.weights and gm.x == g.x
+
+
+def random_general_network(rng, depth, outputs, biases, output_bias):
+    weights, alpha, x = random_network(rng, depth)
+    K_T = len(alpha)
+    if outputs is not None:
+        alpha = [[rng.uniform(-1.5, 1.5) for _ in range(outputs)] for _ in range(K_T)]
+    b = [[rng.uniform(-1.0, 1.0) for _ in w] for w in weights] if biases else None
+    m = 1 if outputs is None else outputs
+    beta = None
+    if output_bias:
+        beta = rng.uniform(-1.0, 1.0) if outputs is None else [rng.uniform(-1.0, 1.0) for _ in range(m)]
+    dy = rng.uniform(0.5, 2.0) if outputs is None else [rng.uniform(-2.0, 2.0) for _ in range(m)]
+    return weights, alpha, x, b, beta, dy
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_biases_and_vector_outputs_match_finite_differences(ref, seed):
+    rng = random.Random(3000 + seed)
+    outputs = (None, 1, 3)[seed % 3]
+    weights, alpha, x, b, beta, dy = random_general_network(rng, seed % 4, outputs, seed % 2 == 0, seed % 5 != 0)
+    activation = SMOOTH[seed % len(SMOOTH)]
+    kw = dict(biases=b, output_bias=beta)
+    _, g = ref.value_and_grad(weights, alpha, x, activation, dy, **kw)
+    fd = ref.finite_difference(weights, alpha, x, activation, dy, **kw)
+    assert_close(g.weights, fd.weights)
+    assert_close(g.alpha, fd.alpha)
+    assert_close(g.x, fd.x)
+    assert (g.biases is None) == (b is None) and (g.output_bias is None) == (beta is None)
+    if b is not None:
+        assert_close(g.biases, fd.biases)
+    if beta is not None:
+        assert_close(g.output_bias, fd.output_bias)
+
+
+@pytest.mark.parametrize("seed", range(10))
+def test_batch_with_biases_and_vector_outputs_is_sum_of_single_examples(ref, seed):
+    rng = random.Random(4000 + seed)
+    outputs = (None, 2, 4)[seed % 3]
+    weights, alpha, x, b, beta, _ = random_general_network(rng, seed % 4, outputs, True, True)
+    activation = ref.ACTIVATIONS[seed % len(ref.ACTIVATIONS)]
+    B = 1 + seed % 4
+    X = [[rng.uniform(-2, 2) for _ in x] for _ in range(B)]
+    m = 1 if outputs is None else outputs
+    dys = [rng.uniform(-1, 1) if outputs is None else [rng.uniform(-1, 1) for _ in range(m)] for _ in range(B)]
+    kw = dict(biases=b, output_bias=beta)
+    ys, gb = ref.value_and_grad_batch(weights, alpha, X, activation, dys, **kw)
+    singles = [ref.value_and_grad(weights, alpha, xb, activation, d, **kw) for xb, d in zip(X, dys)]
+    assert ys == [y for y, _ in singles]
+    def total(get):
+        acc = get(singles[0][1])
+        for _, g in singles[1:]:
+            acc = ref._add(acc, get(g))
+        return acc
+    assert_close(gb.weights, total(lambda g: g.weights), rel=1e-12, abs_=1e-12)
+    assert_close(gb.alpha, total(lambda g: g.alpha), rel=1e-12, abs_=1e-12)
+    assert_close(gb.biases, total(lambda g: g.biases), rel=1e-12, abs_=1e-12)
+    assert_close(gb.output_bias, total(lambda g: g.output_bias), rel=1e-12, abs_=1e-12)
+    assert gb.x == [g.x for _, g in singles]
+    # default dy: ones
+    _, g1 = ref.value_and_grad_batch(weights, alpha, X[:1], activation, **kw)
+    _, s1 = ref.value_and_grad(weights, alpha, X[0], activation, 1.0 if outputs is None else [1.0] * m, **kw)
+    assert g1.alpha == s1.alpha
+
+
+def test_empty_batch_with_biases_and_vector_outputs(ref):
+    ys, g = ref.value_and_grad_batch(W_B, ALPHA_M, [], "tanh", biases=B_B, output_bias=BETA_M)
+    assert ys == [] and g.x == []
+    assert g.alpha == [[0.0] * 3, [0.0] * 3] and g.biases == [[0.0, 0.0]] and g.output_bias == [0.0] * 3
+
+
+@pytest.mark.parametrize("kwargs, dy, pattern", [
+    (dict(biases=[[0.1]]), DY_M, r"biases\[0\] has length 1 but expected 2"),
+    (dict(biases=[]), DY_M, r"biases must be None or a sequence of 1 vectors"),
+    (dict(biases=[[0.1, 0.2], [0.3]]), DY_M, r"biases must be None or a sequence of 1 vectors \(one per layer\), got 2"),
+    (dict(output_bias=[1.0, 2.0]), DY_M, r"output_bias has length 2 but expected 3"),
+    (dict(), [1.0, 2.0], r"dy has length 2 but expected 3"),
+    (dict(), 1.0, r"dy must be a 1-D sequence"),
+    (dict(biases=[["a", 0.2]]), DY_M, r"biases\[0\]\[0\] must be a real number"),
+])
+def test_bias_and_output_errors_name_the_argument(ref, kwargs, dy, pattern):
+    with pytest.raises((ValueError, TypeError), match=pattern):
+        ref.value_and_grad(W_B, ALPHA_M, X_B, "tanh", dy, **kwargs)
+
+
+def test_scalar_output_bias_must_be_a_number(ref):
+    with pytest.raises(TypeError, match=r"output_bias must be a real number"):
+        ref.forward(W_B, [1.0, 2.0], X_B, "tanh", output_bias=[1.0])

@@ -9,14 +9,6 @@ namespace {
 
 template <class T>
 class ActivationsTyped : public ::testing::Test {};
-class DtypeNames {
-  public:
-    template <class T>
-    static std::string GetName(int) {
-        return std::is_same_v<T, float> ? "float" : "double";
-    }
-};
-using Dtypes = ::testing::Types<float, double>;
 TYPED_TEST_SUITE(ActivationsTyped, Dtypes, DtypeNames);
 
 TYPED_TEST(ActivationsTyped, ReluDerivativeIsOneAtZero) {
@@ -44,7 +36,7 @@ TYPED_TEST(ActivationsTyped, ReluConventionThroughANetwork) {
     using T = TypeParam;
     for (Activation a : {Activation::relu, Activation::leaky_relu}) {
         SCOPED_TRACE(std::string(mlpgrad::name(a)));
-        OwnedNet<T> onet{{2, 2, 1}, {a, a}, {{1, -1, 0.5, -0.5}, {3, 1}}, {1.5}};
+        OwnedNet<T> onet{{2, 2, 1}, {a, a}, {{1, -1, 0.5, -0.5}, {3, 1}}, {1.5}, {}, {}, 1};
         const auto net = onet.network();
         const std::vector<T> x = {2, 2};
         mlpgrad::Tape<T> tape;

@@ -2,6 +2,8 @@
 // shapes, std::logic_error for a backward pass without a forward pass, and no writes before a throw.
 #include "test_support.hpp"
 
+#include <limits>
+
 namespace mlpgrad_test {
 namespace {
 
@@ -49,6 +51,23 @@ TEST(NetworkErrors, WrongNumberOfActivations) {
         "activation"));
 }
 
+TEST(NetworkErrors, ActivationOutsideTheEnumeration) {
+    const auto unknown = static_cast<Activation>(17);
+    EXPECT_TRUE(throws_exactly<std::invalid_argument>([&] { (void)mlpgrad::name(unknown); }, "the activation"));
+    EXPECT_TRUE(throws_exactly<std::invalid_argument>(
+        [&] { mlpgrad::Network<double>({M(mem, 2, 3), M(mem, 4, 2)}, V(mem, 4), {Activation::relu, unknown}); },
+        "activation[1]"));
+    EXPECT_EQ(mlpgrad::name(Activation::identity), "identity");
+}
+
+TEST(GradientsErrors, NoWidths) {
+    EXPECT_TRUE(throws_exactly<std::invalid_argument>([] { mlpgrad::Gradients<double> g({}); }, "widths"));
+    EXPECT_TRUE(throws_exactly<std::invalid_argument>([] { mlpgrad::Gradients<float> g({}, false); }, "widths"));
+    const mlpgrad::Gradients<double> depth0({5});  // K_0 alone is a valid (depth-0) network
+    EXPECT_EQ(depth0.alpha().size, 5u);
+    EXPECT_EQ(depth0.x().size, 5u);
+}
+
 TEST(NetworkErrors, ValidNetworkReportsItsShape) {
     const mlpgrad::Network<double> net({M(mem, 4, 3), M(mem, 2, 4)}, V(mem, 2), {Activation::tanh, Activation::relu});
     EXPECT_EQ(net.depth(), 2u);
@@ -85,6 +104,25 @@ struct Fixture {
         return ok;
     }
 };
+
+TEST(TapeErrors, SizesBeyondSizeTAreRefusedAndTheTapeKeepsWorking) {
+    Fixture f;
+    const std::size_t huge = std::numeric_limits<std::size_t>::max() / 2;
+    mlpgrad::Tape<double> tape;
+    const double y = mlpgrad::forward(f.net, cview(f.x), tape);
+    EXPECT_THROW(tape.reset({huge, huge}), std::length_error);
+    EXPECT_TRUE(tape.recorded());
+    EXPECT_EQ(tape.widths(), f.net.widths());
+    EXPECT_NO_THROW(mlpgrad::backward(f.net, tape, 1.0, f.g.view()));
+    EXPECT_EQ(mlpgrad::forward(f.net, cview(f.x), tape), y);
+
+    mlpgrad::BatchTape<double> batch_tape;
+    EXPECT_THROW(batch_tape.reset({3, 4, 2}, huge), std::length_error);  // 4 * B wraps around
+    EXPECT_THROW(batch_tape.reset({huge, 1}, 3), std::length_error);
+    std::vector<double> yhat(1);
+    mlpgrad::forward_batch(f.net, M(f.x.data(), 1, 3), batch_tape, mview(yhat));
+    EXPECT_NEAR(yhat[0], y, Tolerance<double>::value);  // (the batch kernels sum in another order)
+}
 
 TEST(ForwardErrors, InputOfTheWrongLength) {
     Fixture f;

@@ -6,28 +6,6 @@
 namespace mlpgrad_test {
 namespace {
 
-// Step and tolerance of the central difference (f(p+h) - f(p-h)) / 2h: truncation error O(h²), rounding
-// error O(ε/h). The tolerance is relative to the scale of the gradient (see all_close).
-template <class T>
-struct FiniteDifference;
-template <>
-struct FiniteDifference<double> {
-    static constexpr double step = 1e-5, tol = 1e-7;
-};
-template <>
-struct FiniteDifference<float> {
-    static constexpr double step = 1e-2, tol = 2e-3;
-};
-
-// The on/off pattern of every unit (u >= 0), which decides which linear piece a ReLU network is on.
-template <class T>
-std::vector<bool> kink_pattern(const mlpgrad::Network<T>& net, const mlpgrad::Tape<T>& tape) {
-    std::vector<bool> p;
-    for (std::size_t t = 1; t <= net.depth(); ++t)
-        for (T u : tape.u(t)) p.push_back(u >= T(0));
-    return p;
-}
-
 template <class T>
 void check_finite_differences(OwnedNet<T> onet, std::uint64_t seed) {
     using FD = FiniteDifference<T>;

@@ -14,6 +14,7 @@
 #include <sstream>
 #include <string>
 #include <tuple>
+#include <type_traits>
 #include <typeinfo>
 #include <vector>
 
@@ -41,6 +42,16 @@ void with_dtype(Dtype d, F&& f) {
         f(double{});
 }
 
+// Typed tests over float and double, named "float" and "double" (clang's -Wpedantic wants the name generator).
+using Dtypes = ::testing::Types<float, double>;
+class DtypeNames {
+  public:
+    template <class T>
+    static std::string GetName(int) {
+        return std::is_same_v<T, float> ? "float" : "double";
+    }
+};
+
 // Test parameter: a dtype and an activation, named like "double_relu".
 using DtypeActivation = std::tuple<Dtype, Activation>;
 inline std::string param_name(const ::testing::TestParamInfo<DtypeActivation>& info) {
@@ -62,20 +73,27 @@ class Random {
 };
 
 // A network that owns its memory; network() is a Network<T> viewing it (valid while *this lives and
-// its vectors are not resized).
+// its vectors are not resized). Biases and the output bias are optional (empty vectors: none).
 template <class T>
 struct OwnedNet {
     std::vector<std::size_t> widths;
     std::vector<Activation> activations;
     std::vector<std::vector<T>> weights;  // weights[t]: row-major (K_{t+1} x K_t), the notes' W^{[t+1]}
-    std::vector<T> alpha;
+    std::vector<T> alpha;                 // row-major (K_T x outputs)
+    std::vector<std::vector<T>> biases;   // biases[t] = b^{t+1}, or empty
+    std::vector<T> output_bias;           // β (outputs entries), or empty
+    std::size_t outputs = 1;              // m
 
     std::size_t depth() const { return widths.size() - 1; }
 
     mlpgrad::Network<T> network() const {
         std::vector<mlpgrad::MatrixView<const T>> w;
         for (std::size_t t = 0; t < depth(); ++t) w.push_back({weights[t].data(), widths[t + 1], widths[t]});
-        return mlpgrad::Network<T>(w, {alpha.data(), alpha.size()}, activations);
+        mlpgrad::NetworkOptions<T> options;
+        for (const auto& b : biases) options.biases.push_back({b.data(), b.size()});
+        options.output_bias = {output_bias.data(), output_bias.size()};
+        return mlpgrad::Network<T>(w, mlpgrad::MatrixView<const T>(alpha.data(), widths.back(), outputs), activations,
+                                   options);
     }
 };
 
@@ -91,7 +109,7 @@ template <class T>
 OwnedNet<T> random_net(const std::vector<std::size_t>& widths, const std::vector<Activation>& activations,
                        std::uint64_t seed, double gain = 1.0) {
     Random rng(seed);
-    OwnedNet<T> n{widths, activations, {}, {}};
+    OwnedNet<T> n{widths, activations, {}, {}, {}, {}, 1};
     for (std::size_t t = 0; t + 1 < widths.size(); ++t)
         n.weights.push_back(random_vector<T>(rng, widths[t + 1] * widths[t], gain * std::sqrt(3.0 / widths[t])));
     n.alpha = random_vector<T>(rng, widths.back());
@@ -103,6 +121,20 @@ OwnedNet<T> random_net(const std::vector<std::size_t>& widths, Activation a, std
     return random_net<T>(widths, std::vector<Activation>(widths.size() - 1, a), seed, gain);
 }
 
+// random_net with m outputs, and biases and an output bias when asked for.
+template <class T>
+OwnedNet<T> random_general_net(const std::vector<std::size_t>& widths, Activation a, std::uint64_t seed,
+                               std::size_t outputs, bool biases, bool output_bias) {
+    OwnedNet<T> n = random_net<T>(widths, a, seed);
+    Random rng(seed + 1000);
+    n.outputs = outputs;
+    n.alpha = random_vector<T>(rng, widths.back() * outputs);
+    if (biases)
+        for (std::size_t t = 1; t < widths.size(); ++t) n.biases.push_back(random_vector<T>(rng, widths[t], 0.5));
+    if (output_bias) n.output_bias = random_vector<T>(rng, outputs);
+    return n;
+}
+
 template <class T>
 mlpgrad::VectorView<const T> cview(const std::vector<T>& v) {
     return {v.data(), v.size()};
@@ -110,6 +142,28 @@ mlpgrad::VectorView<const T> cview(const std::vector<T>& v) {
 template <class T>
 mlpgrad::VectorView<T> mview(std::vector<T>& v) {
     return {v.data(), v.size()};
+}
+
+// Step and tolerance of the central difference (f(p+h) - f(p-h)) / 2h: truncation error O(h²), rounding
+// error O(ε/h). The tolerance is relative to the scale of the gradient (see all_close).
+template <class T>
+struct FiniteDifference;
+template <>
+struct FiniteDifference<double> {
+    static constexpr double step = 1e-5, tol = 1e-7;
+};
+template <>
+struct FiniteDifference<float> {
+    static constexpr double step = 1e-2, tol = 2e-3;
+};
+
+// The on/off pattern of every unit (u >= 0), which decides which linear piece a ReLU network is on.
+template <class T>
+std::vector<bool> kink_pattern(const mlpgrad::Network<T>& net, const mlpgrad::Tape<T>& tape) {
+    std::vector<bool> p;
+    for (std::size_t t = 1; t <= net.depth(); ++t)
+        for (T u : tape.u(t)) p.push_back(u >= T(0));
+    return p;
 }
 
 // Tolerances relative to the scale of the compared values: rounding error, not finite-difference error.

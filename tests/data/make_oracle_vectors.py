@@ -14,10 +14,15 @@ File format (plain text, one record per line, whitespace separated, '#' starts a
     kind single|batch
     widths K_0 ... K_T
     activations <T names>        (empty when T = 0)
+    outputs <m>                  only for vector outputs (alpha 2-D); absent: one output, m = 1
     W<t> <K_{t+1}*K_t numbers>   weights[t] row-major, t = 0..T-1
-    alpha <K_T numbers>
-    single: x <K_0>, dy <1>, yhat <1>, dW<t>, dalpha, dx, dz<t> (t = 0..T), du<t> (t = 1..T)
-    batch:  batch <B>, X <B*K_0 row-major>, dy <B>, yhat <B>, dW<t>, dalpha, dX <B*K_0>
+    b<t> <K_{t+1} numbers>       biases[t], only for networks with biases
+    alpha <K_T*m numbers>        row-major (K_T x m)
+    beta <m numbers>             only for networks with an output bias
+    single: x <K_0>, dy <m>, yhat <m>, dW<t>, dalpha, dx, dz<t> (t = 0..T), du<t> (t = 1..T),
+            db<t> and dbeta when the network has them
+    batch:  batch <B>, X <B*K_0 row-major>, dy <B*m>, yhat <B*m>, dW<t>, dalpha, dX <B*K_0>,
+            db<t> and dbeta when the network has them
     end
 
 Numbers are Python's repr of a double (shortest round trip), so strtod reads them back exactly. Inputs
@@ -66,31 +71,58 @@ def flat(matrix):
     return [v for row in matrix for v in row]
 
 
-def single_case(ref, name, widths, activations, weights, alpha, x, dy):
-    yhat, g = ref.value_and_grad(weights, alpha, x, activations, dy)
+def network_lines(name, kind, widths, activations, weights, alpha, biases, output_bias):
     T = len(widths) - 1
-    lines = [f"case {name}", "kind single", "widths " + " ".join(map(str, widths)),
+    lines = [f"case {name}", f"kind {kind}", "widths " + " ".join(map(str, widths)),
              "activations " + " ".join(activations)]
+    vector_output = isinstance(alpha[0], list)
+    if vector_output:
+        lines.append(f"outputs {len(alpha[0])}")
     lines += [f"W{t} {fmt(flat(weights[t]))}" for t in range(T)]
-    lines += [f"alpha {fmt(alpha)}", f"x {fmt(x)}", f"dy {fmt([dy])}", f"yhat {fmt([yhat])}"]
+    if biases is not None:
+        lines += [f"b{t} {fmt(biases[t])}" for t in range(T)]
+    lines.append(f"alpha {fmt(flat(alpha) if vector_output else alpha)}")
+    if output_bias is not None:
+        lines.append(f"beta {fmt(output_bias if vector_output else [output_bias])}")
+    return lines
+
+
+def as_list(v):
+    return list(v) if isinstance(v, list) else [v]
+
+
+def bias_gradient_lines(g):
+    lines = [f"db{t} {fmt(v)}" for t, v in enumerate(g.biases)] if g.biases is not None else []
+    if g.output_bias is not None:
+        lines.append(f"dbeta {fmt(as_list(g.output_bias))}")
+    return lines
+
+
+def single_case(ref, name, widths, activations, weights, alpha, x, dy, biases=None, output_bias=None):
+    kw = dict(biases=biases, output_bias=output_bias)
+    yhat, g = ref.value_and_grad(weights, alpha, x, activations, dy, **kw)
+    T = len(widths) - 1
+    vector_output = isinstance(alpha[0], list)
+    lines = network_lines(name, "single", widths, activations, weights, alpha, biases, output_bias)
+    lines += [f"x {fmt(x)}", f"dy {fmt(as_list(dy))}", f"yhat {fmt(as_list(yhat))}"]
     lines += [f"dW{t} {fmt(flat(g.weights[t]))}" for t in range(T)]
-    lines += [f"dalpha {fmt(g.alpha)}", f"dx {fmt(g.x)}"]
+    lines += [f"dalpha {fmt(flat(g.alpha) if vector_output else g.alpha)}", f"dx {fmt(g.x)}"]
     lines += [f"dz{t} {fmt(g.z[t])}" for t in range(T + 1)]
     lines += [f"du{t + 1} {fmt(g.u[t])}" for t in range(T)]
-    return lines + ["end"]
+    return lines + bias_gradient_lines(g) + ["end"]
 
 
-def batch_case(ref, name, widths, activations, weights, alpha, X, dy):
-    yhats, g = ref.value_and_grad_batch(weights, alpha, X, activations, dy)
+def batch_case(ref, name, widths, activations, weights, alpha, X, dy, biases=None, output_bias=None):
+    kw = dict(biases=biases, output_bias=output_bias)
+    yhats, g = ref.value_and_grad_batch(weights, alpha, X, activations, dy, **kw)
     T = len(widths) - 1
-    lines = [f"case {name}", "kind batch", "widths " + " ".join(map(str, widths)),
-             "activations " + " ".join(activations)]
-    lines += [f"W{t} {fmt(flat(weights[t]))}" for t in range(T)]
-    lines += [f"alpha {fmt(alpha)}", f"batch {len(X)}", f"X {fmt(flat(X))}", f"dy {fmt(dy)}",
-              f"yhat {fmt(yhats)}"]
+    vector_output = isinstance(alpha[0], list)
+    lines = network_lines(name, "batch", widths, activations, weights, alpha, biases, output_bias)
+    lines += [f"batch {len(X)}", f"X {fmt(flat(X))}", f"dy {fmt(flat(dy) if vector_output else dy)}",
+              f"yhat {fmt(flat(yhats) if vector_output else yhats)}"]
     lines += [f"dW{t} {fmt(flat(g.weights[t]))}" for t in range(T)]
-    lines += [f"dalpha {fmt(g.alpha)}", f"dX {fmt(flat(g.x))}"]
-    return lines + ["end"]
+    lines += [f"dalpha {fmt(flat(g.alpha) if vector_output else g.alpha)}", f"dX {fmt(flat(g.x))}"]
+    return lines + bias_gradient_lines(g) + ["end"]
 
 
 def generate(ref) -> str:
@@ -139,6 +171,43 @@ def generate(ref) -> str:
     add_batch("batch_softplus_B1", [2, 3], ["softplus"], 1)
     add_batch("batch_depth0_B4", [3], [], 4)
     add_batch("batch_identity_B0", [3, 2], ["identity"], 0)
+
+    # Issue 11: biases b^t, an output bias beta and m outputs (alpha K_T x m), every activation.
+    def general(widths, outputs, biases, output_bias):
+        W = random_weights(rng, widths)
+        b = [[dyadic(rng, 0.5) for _ in range(k)] for k in widths[1:]] if biases else None
+        if outputs is None:
+            alpha = [dyadic(rng, 1.0) for _ in range(widths[-1])]
+            beta = dyadic(rng, 1.0) if output_bias else None
+        else:
+            alpha = [[dyadic(rng, 1.0) for _ in range(outputs)] for _ in range(widths[-1])]
+            beta = [dyadic(rng, 1.0) for _ in range(outputs)] if output_bias else None
+        return W, b, alpha, beta
+
+    def seed(outputs):
+        return dyadic(rng, 2.0) if outputs is None else [dyadic(rng, 2.0) for _ in range(outputs)]
+
+    def add_general_single(name, widths, activations, outputs, biases, output_bias):
+        W, b, alpha, beta = general(widths, outputs, biases, output_bias)
+        x = [dyadic(rng, 1.0) for _ in range(widths[0])]
+        out.extend(single_case(ref, name, widths, activations, W, alpha, x, seed(outputs), b, beta))
+
+    def add_general_batch(name, widths, activations, outputs, biases, output_bias, B):
+        W, b, alpha, beta = general(widths, outputs, biases, output_bias)
+        X = [[dyadic(rng, 1.0) for _ in range(widths[0])] for _ in range(B)]
+        dy = [seed(outputs) for _ in range(B)]
+        out.extend(batch_case(ref, name, widths, activations, W, alpha, X, dy, b, beta))
+
+    for act in ref.ACTIVATIONS:
+        add_general_single(f"single_biases_m3_{act}", [4, 6, 5], [act] * 2, 3, True, True)
+        add_general_batch(f"batch_biases_m2_{act}", [3, 7, 4], [act] * 2, 2, True, True, 9)
+    add_general_single("single_biases_scalar", [5, 4, 3], ["tanh", "relu"], None, True, True)
+    add_general_single("single_m19_wide", [3, 21, 18], ["softplus", "tanh"], 19, False, True)
+    add_general_single("single_depth0_m2_beta", [4], [], 2, False, True)
+    add_general_batch("batch_biases_scalar_B37", [5, 19, 6], ["tanh", "leaky_relu"], None, True, True, 37)
+    add_general_batch("batch_m17_B40", [6, 9, 5], ["sigmoid", "relu"], 17, True, False, 40)
+    add_general_batch("batch_depth0_m3_B5", [4], [], 3, False, True, 5)
+    add_general_batch("batch_biases_m2_B0", [3, 2], ["identity"], 2, True, True, 0)
     return "\n".join(out) + "\n"
 
 
@@ -151,7 +220,7 @@ def numbers_match(a: str, b: str) -> bool:
         tx, ty = x.split(), y.split()
         if len(tx) != len(ty) or (tx and tx[0] != ty[0]):
             return False
-        if not tx or tx[0] in ("#", "case", "kind", "widths", "activations", "batch", "end"):
+        if not tx or tx[0] in ("#", "case", "kind", "widths", "activations", "batch", "outputs", "end"):
             if tx != ty and tx[:1] != ["#"]:
                 return False
             continue

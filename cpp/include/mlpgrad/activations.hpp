@@ -15,7 +15,22 @@ enum class Activation : unsigned char { relu, leaky_relu, tanh, sigmoid, softplu
 inline constexpr std::array<std::string_view, 6> activation_names = {"relu",    "leaky_relu", "tanh",
                                                                      "sigmoid", "softplus",   "identity"};
 
-inline constexpr std::string_view name(Activation a) { return activation_names[static_cast<std::size_t>(a)]; }
+namespace detail {
+[[noreturn]] inline void throw_unknown_activation(Activation a, const char* what) {
+    throw std::invalid_argument(std::string(what) + " is Activation(" + std::to_string(static_cast<unsigned>(a)) +
+                                "), which is not one of the " + std::to_string(activation_names.size()) +
+                                " known activations");
+}
+}  // namespace detail
+
+inline constexpr bool is_known(Activation a) { return static_cast<std::size_t>(a) < activation_names.size(); }
+
+// The activation's name; throws std::invalid_argument for a value outside the enumeration (e.g. a cast
+// from an unchecked integer) instead of reading past activation_names.
+inline constexpr std::string_view name(Activation a) {
+    if (!is_known(a)) detail::throw_unknown_activation(a, "the activation");
+    return activation_names[static_cast<std::size_t>(a)];
+}
 
 // Throws std::invalid_argument listing the known names.
 inline Activation parse_activation(std::string_view s) {

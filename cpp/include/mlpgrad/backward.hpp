@@ -1,10 +1,12 @@
 // The backward pass of the notes: ∂ŷ/∂z^T = α, then for t = T..1
 //   ∂ŷ/∂u^t = ∂ŷ/∂z^t ∘ σ'(u^t),  ∂ŷ/∂W^{[t]} = ∂ŷ/∂u^t (z^{t-1})ᵀ,  ∂ŷ/∂z^{t-1} = W^{[t]ᵀ} ∂ŷ/∂u^t,
-// all scaled by dy (the gradient of dy·ŷ, i.e. a chain-rule seed from a loss).
+// all for the gradient of dyᵀŷ (dy ∈ ℝ^m a chain-rule seed from a loss): ∂z^T = α dy, ∂α = z^T dyᵀ, and with
+// biases ∂b^t = ∂u^t, ∂β = dy.
 #pragma once
 
 #include <algorithm>
 #include <stdexcept>
+#include <vector>
 
 #include "forward.hpp"
 #include "gradients.hpp"
@@ -21,57 +23,103 @@ void require_recorded(const Network<T>& net, const Tape<T>& tape) {
 
 namespace unchecked {
 
-// backward() without its shape checks, for callers that checked `out` with require_fits() once and reuse it.
+// backward() without its checks, for callers that checked `out` with require_fits() once and reuse it.
 template <class T>
-void backward(const Network<T>& net, Tape<T>& tape, T dy, const GradientsView<T>& out) {
-    const std::size_t T_ = net.depth();
+void backward(const Network<T>& net, Tape<T>& tape, VectorView<const T> dy, const GradientsView<T>& out) {
+    const std::size_t T_ = net.depth(), m = net.outputs();
     const bool keep = !out.z.empty();
     T* const dz_scratch = tape.scratch(0);
     T* const du_scratch = tape.scratch(1);
 
-    // ∂/∂α = dy z^T, and the base case ∂/∂z^T = dy α.
+    // ∂/∂α = z^T dyᵀ, and the base case ∂/∂z^T = α dy.
     const auto zT = tape.z(T_);
-    const auto alpha = net.alpha();
     T* dz = keep ? out.z[T_].data : (T_ == 0 ? out.x.data : dz_scratch);
-    for (std::size_t k = 0; k < zT.size; ++k) {
-        out.alpha[k] = dy * zT[k];
-        dz[k] = dy * alpha[k];
+    if (m == 1) {
+        const T d = dy[0];
+        const auto alpha = net.alpha();
+        for (std::size_t k = 0; k < zT.size; ++k) {
+            out.alpha[k] = d * zT[k];
+            dz[k] = d * alpha[k];
+        }
+    } else {
+        for (std::size_t k = 0; k < zT.size; ++k)
+            for (std::size_t j = 0; j < m; ++j) out.alpha[k * m + j] = zT[k] * dy[j];
+        kernels::matvec(net.alpha_matrix(), dy.data, dz);
     }
+    if (net.has_output_bias()) std::copy(dy.begin(), dy.end(), out.output_bias.data);  // ∂/∂β = dy
 
     for (std::size_t t = T_; t >= 1; --t) {
         const std::size_t K = net.width(t), K_prev = net.width(t - 1);
-        T* du = keep ? out.u[t - 1].data : du_scratch;
+        // ∂/∂b^t = ∂/∂u^t: written straight into the bias gradient when the caller does not keep ∂u.
+        T* du = keep ? out.u[t - 1].data : (net.has_biases() ? out.biases[t - 1].data : du_scratch);
         dispatch(net.activation(t - 1), [&](auto a) {
             kernels::hadamard_derivative<decltype(a)::value>(dz, tape.u(t).data, tape.z(t).data, du, K);
         });
+        if (keep && net.has_biases()) std::copy(du, du + K, out.biases[t - 1].data);
         // dz is dead now; ∂/∂z^{t-1} goes to the caller's buffer or reuses the scratch.
         dz = keep ? out.z[t - 1].data : (t == 1 ? out.x.data : dz_scratch);
         std::fill(dz, dz + K_prev, T(0));
         kernels::outer_product_and_transpose_matvec_accumulate(net.weight(t - 1), du, tape.z(t - 1).data,
-                                                               out.weights[t - 1], dz);
+                                                               out.weights[t - 1], dz, tape.scratch(2));
     }
     if (keep) std::copy(out.z[0].begin(), out.z[0].end(), out.x.data);  // ∂/∂x = ∂/∂z^0
 }
 
-}  // namespace unchecked
-
-// Writes the gradients of dy·ŷ at the forward pass recorded on `tape` into `out` (overwriting it).
-// Throws std::invalid_argument (before writing anything) if `out` does not fit `net`, and
-// std::logic_error if `tape` holds no forward pass of `net`. Cost: one pass over each weight and each
-// weight gradient, linear in the number of edges.
+// For a network with one output: the gradients of dy·ŷ.
 template <class T>
 void backward(const Network<T>& net, Tape<T>& tape, T dy, const GradientsView<T>& out) {
+    unchecked::backward(net, tape, VectorView<const T>(&dy, 1), out);  // (qualified: no ADL to the checked one)
+}
+
+}  // namespace unchecked
+
+// Writes the gradients of dyᵀŷ (dy: m entries) at the forward pass recorded on `tape` into `out`
+// (overwriting it). Throws std::invalid_argument (before writing anything) if `out` or dy does not fit `net`
+// or `out` shares memory with the tape or the network's parameters, and std::logic_error if `tape` holds no
+// forward pass of `net`. dy may live anywhere (it is copied if it shares memory with what the pass writes).
+// Cost: one pass over each weight and each weight gradient, linear in the number of edges.
+template <class T>
+void backward(const Network<T>& net, Tape<T>& tape, VectorView<const T> dy, const GradientsView<T>& out) {
     require_fits(net, out);
+    detail::require_size(dy, net.outputs(), "dy");
+    detail::require_no_aliasing(net, tape, out);
     require_recorded(net, tape);
+    if (detail::is_written(dy, tape, out)) {
+        const std::vector<T> copy(dy.begin(), dy.end());
+        unchecked::backward(net, tape, VectorView<const T>(copy.data(), copy.size()), out);
+        return;
+    }
     unchecked::backward(net, tape, dy, out);
 }
 
-// ŷ and the gradients of dy·ŷ in one call; the tape keeps the forward pass.
+// For a network with one output (std::invalid_argument for m > 1): the gradients of dy·ŷ.
+template <class T>
+void backward(const Network<T>& net, Tape<T>& tape, T dy, const GradientsView<T>& out) {
+    if (net.outputs() != 1) throw std::invalid_argument(detail::outputs_message("dy is one number", net.outputs()));
+    backward(net, tape, VectorView<const T>(&dy, 1), out);
+}
+
+// ŷ (into yhat, m entries) and the gradients of dyᵀŷ in one call; the tape keeps the forward pass.
+template <class T>
+void value_and_grad(const Network<T>& net, VectorView<const T> x, Tape<T>& tape, VectorView<const T> dy,
+                    const GradientsView<T>& out, VectorView<T> yhat) {
+    require_fits(net, out);  // fail before the tape changes
+    detail::require_size(dy, net.outputs(), "dy");
+    detail::require_no_aliasing(net, tape, out);
+    if (detail::is_written(dy, tape, out) || detail::overlaps(dy.data, dy.size, yhat.data, yhat.size)) {
+        const std::vector<T> copy(dy.begin(), dy.end());
+        return value_and_grad(net, x, tape, VectorView<const T>(copy.data(), copy.size()), out, yhat);
+    }
+    forward(net, x, tape, yhat);
+    unchecked::backward(net, tape, dy, out);
+}
+
+// For a network with one output (std::invalid_argument for m > 1): ŷ and the gradients of dy·ŷ.
 template <class T>
 T value_and_grad(const Network<T>& net, VectorView<const T> x, Tape<T>& tape, T dy, const GradientsView<T>& out) {
-    require_fits(net, out);  // fail before the tape changes
-    const T yhat = forward(net, x, tape);
-    unchecked::backward(net, tape, dy, out);
+    if (net.outputs() != 1) throw std::invalid_argument(detail::outputs_message("dy is one number", net.outputs()));
+    T yhat;
+    value_and_grad(net, x, tape, VectorView<const T>(&dy, 1), out, VectorView<T>(&yhat, 1));
     return yhat;
 }
 

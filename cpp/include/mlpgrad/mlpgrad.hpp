@@ -2,13 +2,14 @@
 //
 //   views.hpp        non-owning vector/matrix views of caller memory
 //   activations.hpp  σ and σ' (ReLU with the notes' σ'(0) = 1)
-//   network.hpp      Network<T>: validated const views of weights, α and activations
+//   network.hpp      Network<T>: validated const views of weights, α (K_T × m), activations, optional biases, β
 //   simd.hpp         Vec<T>: portable short vectors for the kernels (scalar fallback)
-//   kernels.hpp      the hand-written loops (matvec+σ, fused outer product/transpose-matvec, batch GEMM)
+//   kernels.hpp      the hand-written loops (matvec+σ, fused outer product/transpose-matvec, batch GEMM),
+//                    every long sum blocked (block_length) for float32 accuracy
 //   tape.hpp         Tape<T>: caller-owned u^t, z^t of a forward pass
 //   forward.hpp      forward(): Eq. 1–3 of the notes
-//   gradients.hpp    GradientsView<T> (caller buffers) and Gradients<T> (owning)
-//   backward.hpp     backward(), value_and_grad(): the backward recursion
+//   gradients.hpp    GradientsView<T>, BatchGradientsView<T> (caller buffers), Gradients<T>, BatchGradients<T>
+//   backward.hpp     backward(), value_and_grad(): the backward recursion, for dy ∈ ℝ^m
 //   batch.hpp        BatchTape<T>, forward_batch(), backward_batch()
 //   optim/           optimiser updates, one fused in-place pass per parameter array: sgd.hpp, adam.hpp
 #pragma once

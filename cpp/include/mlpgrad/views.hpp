@@ -2,6 +2,8 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
+#include <limits>
 #include <new>
 #include <stdexcept>
 #include <string>
@@ -76,6 +78,29 @@ using nondeduced = typename type_identity<T>::type;
 inline std::string shape_string(std::size_t n) { return "(" + std::to_string(n) + ",)"; }
 inline std::string shape_string(std::size_t r, std::size_t c) {
     return "(" + std::to_string(r) + ", " + std::to_string(c) + ")";
+}
+
+// Buffer sizes, refused with std::length_error (as std::vector does) when they do not fit in size_t, so
+// that a wrapped size never allocates a buffer that is too small.
+inline std::size_t checked_sum(std::size_t a, std::size_t b) {
+    if (a > std::numeric_limits<std::size_t>::max() - b) throw std::length_error("mlpgrad: buffer size overflows size_t");
+    return a + b;
+}
+inline std::size_t checked_product(std::size_t a, std::size_t b) {
+    if (b != 0 && a > std::numeric_limits<std::size_t>::max() / b)
+        throw std::length_error("mlpgrad: buffer size overflows size_t");
+    return a * b;
+}
+
+// True if [a, a + n) and [b, b + m) share an element. std::less gives a total order even for pointers
+// into different objects, where the built-in < is unspecified.
+template <class T, class U>
+bool overlaps(const T* a, std::size_t n, const U* b, std::size_t m) {
+    if (n == 0 || m == 0 || a == nullptr || b == nullptr) return false;
+    const auto* a0 = reinterpret_cast<const unsigned char*>(a);
+    const auto* b0 = reinterpret_cast<const unsigned char*>(b);
+    const std::less<const unsigned char*> before;
+    return before(a0, b0 + m * sizeof(U)) && before(b0, a0 + n * sizeof(T));
 }
 
 inline constexpr std::size_t no_index = static_cast<std::size_t>(-1);
