@@ -137,7 +137,7 @@ template <class T>
 void random_dags(const Options& o, const char* dtype) {
     namespace dag = mlpgrad::dag;
     std::printf("\nrandom DAGs, in-degree 8, %s: value_and_grad, ns per edge (median of %d runs)\n", dtype, o.repeats);
-    std::printf("%10s %8s %10s %14s %18s\n", "E", "levels", "build ms", "single ns/E", "batch B=" );
+    std::printf("%10s %8s %10s %14s   batch B = %zu ns/E\n", "E", "levels", "build ms", "single ns/E", o.batch);
     std::vector<double> log_e, log_single, log_batch;
     for (std::size_t E = 10000; E <= o.max_edges; E *= 10) {
         const RandomDag<T> d(E, 8, E);

@@ -74,8 +74,8 @@ class Graph {
     std::size_t level_begin(std::size_t level) const { return level_begin_[level]; }
     const std::vector<Segment>& segments(std::size_t level) const { return segments_[level]; }
     std::size_t in_begin(std::size_t pos) const { return in_begin_[pos]; }
-    std::size_t slot_source(std::size_t slot) const { return slot_source_[slot]; }
-    std::size_t slot_edge(std::size_t slot) const { return slot_edge_[slot]; }
+    std::size_t slot_source(std::size_t slot) const { return slots_[slot].source; }
+    std::size_t slot_edge(std::size_t slot) const { return slots_[slot].edge; }
     // Whether pos's incoming edges are consecutive in the caller's weights and in source positions (a layer
     // of an MLP): then they are one dot product and one axpy, the dense kernels, not a gather.
     bool is_dense(std::size_t pos) const { return dense_[pos] != 0; }
@@ -91,8 +91,12 @@ class Graph {
         if (n_inputs_ > n_nodes_)
             throw std::invalid_argument("n_inputs is " + to_string(n_inputs_) + " but the graph has only " +
                                         to_string(n_nodes_) + " nodes");
-        if (n_nodes_ > static_cast<std::size_t>(std::numeric_limits<std::int64_t>::max()))
-            throw std::invalid_argument("n_nodes is " + to_string(n_nodes_) + "; too many nodes");
+        if (n_nodes_ > max_count)
+            throw std::invalid_argument("n_nodes is " + to_string(n_nodes_) + " but at most " + to_string(max_count) +
+                                        " nodes are supported");
+        if (E > max_count)
+            throw std::invalid_argument("weights has " + to_string(E) + " edges but at most " + to_string(max_count) +
+                                        " are supported");
         if (weights_.data == nullptr && E != 0) throw std::invalid_argument("weights is a null view");
         detail::require_size(src, E, "src");
         detail::require_size(dst, E, "dst");
@@ -219,29 +223,35 @@ class Graph {
         in_begin_.assign(V + 1, 0);
         for (std::size_t e = 0; e < E; ++e) ++in_begin_[position_[static_cast<std::size_t>(dst[e])] + 1];
         for (std::size_t p = 0; p < V; ++p) in_begin_[p + 1] += in_begin_[p];
-        slot_source_.resize(E);
-        slot_edge_.resize(E);
+        slots_.resize(E);
         std::vector<std::size_t> fill(in_begin_.begin(), in_begin_.end() - 1);
         for (std::size_t e = 0; e < E; ++e) {  // in the caller's order within each destination
             const std::size_t slot = fill[position_[static_cast<std::size_t>(dst[e])]]++;
-            slot_source_[slot] = position_[static_cast<std::size_t>(src[e])];
-            slot_edge_[slot] = e;
+            slots_[slot] = {static_cast<std::uint32_t>(position_[static_cast<std::size_t>(src[e])]),
+                            static_cast<std::uint32_t>(e)};
         }
         dense_.assign(V, 0);
         for (std::size_t p = 0; p < V; ++p) {
             bool dense = in_begin_[p + 1] - in_begin_[p] > 1;
             for (std::size_t i = in_begin_[p] + 1; dense && i < in_begin_[p + 1]; ++i)
-                dense = slot_edge_[i] == slot_edge_[i - 1] + 1 && slot_source_[i] == slot_source_[i - 1] + 1;
+                dense = slots_[i].edge == slots_[i - 1].edge + 1 && slots_[i].source == slots_[i - 1].source + 1;
             dense_[p] = dense;
         }
     }
+
+    // A CSR slot: 8 bytes, one stream for the gather (graphs of up to 2^32 - 1 nodes and edges).
+    struct InEdge {
+        std::uint32_t source;  // position of s
+        std::uint32_t edge;    // index e in the caller's arrays
+    };
+    static constexpr std::size_t max_count = std::numeric_limits<std::uint32_t>::max();
 
     std::size_t n_nodes_, n_inputs_;
     VectorView<const T> weights_;
     MatrixView<const T> alpha_;
     VectorView<const T> biases_;
-    std::vector<std::size_t> position_, node_at_, level_begin_, in_begin_, slot_source_, slot_edge_,
-        output_positions_;
+    std::vector<std::size_t> position_, node_at_, level_begin_, in_begin_, output_positions_;
+    std::vector<InEdge> slots_;
     std::vector<std::vector<Segment>> segments_;
     std::vector<unsigned char> dense_;
 };
