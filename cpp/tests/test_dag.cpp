@@ -321,7 +321,8 @@ TEST_P(DagFiniteDifferences, RandomGraphs) {
                 SCOPED_TRACE("shape " + std::to_string(i) + " seed " + std::to_string(seed));
                 check_random_dag<T>(shapes[i], 100 * i + seed);
             }
-        check_random_dag<T, std::int32_t>(shapes[0], 999);  // 32-bit node ids
+        check_random_dag<T, std::int32_t>(shapes[0], 999);   // 32-bit node ids
+        check_random_dag<T, std::uint32_t>(shapes[1], 998);  // unsigned ones
     });
 }
 

@@ -107,7 +107,11 @@ class Graph {
             throw std::invalid_argument("activation has " + to_string(activations.size()) +
                                         " entries but expected 1 or one per node (" + to_string(n_nodes_) + ")");
         if (biases_.size != 0) detail::require_size(biases_, n_nodes_, "biases");
-        auto node_ok = [&](I v) { return v >= 0 && static_cast<std::uint64_t>(v) < n_nodes_; };
+        auto node_ok = [&](I v) {
+            if constexpr (std::is_signed_v<I>)
+                if (v < 0) return false;
+            return static_cast<std::uint64_t>(v) < n_nodes_;
+        };
         for (std::size_t e = 0; e < E; ++e) {
             for (const auto& [what, v] : {std::pair<const char*, I>{"src", src[e]}, {"dst", dst[e]}})
                 if (!node_ok(v))
