@@ -1,0 +1,196 @@
+// Forward and backward over a Graph for a batch of B examples, on feature-major tapes: each edge is one
+// vector FMA over the examples (forward) and one dot product plus one axpy over them (backward).
+#pragma once
+
+#include <algorithm>
+#include <stdexcept>
+
+#include "../kernels.hpp"
+#include "../simd.hpp"
+#include "backward.hpp"
+#include "forward.hpp"
+#include "graph.hpp"
+#include "tape.hpp"
+
+namespace mlpgrad {
+namespace dag {
+
+// Gradients of Σ_b Σ_j dy_{bj} ŷ_{bj}: weights, alpha and biases summed over the batch; x is (B × n_inputs),
+// row b = ∂/∂x_b. biases may be empty (skipped).
+template <class T>
+struct BatchGradientsView {
+    VectorView<T> weights;
+    MatrixView<T> alpha;
+    MatrixView<T> x;
+    VectorView<T> biases;
+};
+
+namespace detail {
+
+// U row p = b_p + Σ_{e = (s → p)} w_e Z row s, in register tiles of `tile` vectors across the examples so the
+// accumulators stay in registers for the whole gather.
+template <class T>
+MLPGRAD_NOINLINE void gather_row(const Graph<T>& g, std::size_t p, const T* Z, std::size_t B, T* u_row) {
+    using Vec = simd::Vec<T>;
+    constexpr std::size_t V = Vec::size, tile = 4;
+    const T* const w = g.weights().data;
+    const std::size_t first = g.in_begin(p), last = g.in_begin(p + 1);
+    const T bias = g.bias_at(p);
+    std::size_t b = 0;
+    for (; b + tile * V <= B; b += tile * V) {
+        Vec acc[tile];
+        MLPGRAD_UNROLL
+        for (std::size_t c = 0; c < tile; ++c) acc[c] = Vec::broadcast(bias);
+        for (std::size_t i = first; i < last; ++i) {
+            const Vec wv = Vec::broadcast(w[g.slot_edge(i)]);
+            const T* z = Z + g.slot_source(i) * B + b;
+            MLPGRAD_UNROLL
+            for (std::size_t c = 0; c < tile; ++c) acc[c] = simd::fma(wv, Vec::load(z + c * V), acc[c]);
+        }
+        MLPGRAD_UNROLL
+        for (std::size_t c = 0; c < tile; ++c) acc[c].store(u_row + b + c * V);
+    }
+    for (; b + V <= B; b += V) {
+        Vec acc = Vec::broadcast(bias);
+        for (std::size_t i = first; i < last; ++i)
+            acc = simd::fma(Vec::broadcast(w[g.slot_edge(i)]), Vec::load(Z + g.slot_source(i) * B + b), acc);
+        acc.store(u_row + b);
+    }
+    for (; b < B; ++b) {
+        T acc = bias;
+        for (std::size_t i = first; i < last; ++i) acc += w[g.slot_edge(i)] * Z[g.slot_source(i) * B + b];
+        u_row[b] = acc;
+    }
+}
+
+// For each in-edge e = (s → p): ∂w_e = Σ_b ∂U[p, b] Z[s, b] and ∂Z row s += w_e ∂U row p. A tile of ∂U row p
+// stays in registers while every edge streams its Z and ∂Z rows past it (two loads, one store, two FMAs per
+// vector, instead of a separate dot and axpy that reload it).
+template <class T>
+MLPGRAD_NOINLINE void scatter_row(const Graph<T>& g, std::size_t p, const T* Z, const T* du, T* dZ, std::size_t B,
+                                  T* dw) {
+    using Vec = simd::Vec<T>;
+    constexpr std::size_t V = Vec::size, tile = 4;
+    const T* const w = g.weights().data;
+    const std::size_t first = g.in_begin(p), last = g.in_begin(p + 1);
+    for (std::size_t i = first; i < last; ++i) dw[g.slot_edge(i)] = T(0);
+    std::size_t b = 0;
+    for (; b + tile * V <= B; b += tile * V) {
+        Vec gu[tile];
+        MLPGRAD_UNROLL
+        for (std::size_t c = 0; c < tile; ++c) gu[c] = Vec::load(du + b + c * V);
+        for (std::size_t i = first; i < last; ++i) {
+            const std::size_t e = g.slot_edge(i), row = g.slot_source(i) * B + b;
+            const Vec wv = Vec::broadcast(w[e]);
+            Vec acc = Vec::zero();
+            MLPGRAD_UNROLL
+            for (std::size_t c = 0; c < tile; ++c) {
+                acc = simd::fma(gu[c], Vec::load(Z + row + c * V), acc);
+                simd::fma(wv, gu[c], Vec::load(dZ + row + c * V)).store(dZ + row + c * V);
+            }
+            dw[e] += simd::horizontal_sum(acc);
+        }
+    }
+    if (b == B) return;
+    for (std::size_t i = first; i < last; ++i) {  // the examples past the last full tile
+        const std::size_t e = g.slot_edge(i), row = g.slot_source(i) * B + b;
+        dw[e] += kernels::dot(du + b, Z + row, B - b);
+        kernels::axpy(w[e], du + b, dZ + row, B - b);
+    }
+}
+
+}  // namespace detail
+
+// ŷ for each row b of X (B × n_inputs), written to yhat (B × m); records the pass on `tape`.
+template <class T>
+void forward_batch(const Graph<T>& g, MatrixView<const T> X, BatchTape<T>& tape, MatrixView<T> yhat) {
+    mlpgrad::detail::require_shape(X, X.rows, g.n_inputs(), "X");
+    mlpgrad::detail::require_shape(yhat, X.rows, g.output_dim(), "yhat");
+    const std::size_t B = X.rows;
+    tape.reset(g.n_nodes(), B);
+    T* const U = tape.U().data;
+    T* const Z = tape.Z().data;
+    std::fill(U, U + g.n_inputs() * B, T(0));
+    kernels::transpose(X, MatrixView<T>(Z, g.n_inputs(), B));
+    for (std::size_t l = 1; l < g.n_levels(); ++l) {
+        for (std::size_t p = g.level_begin(l); p < g.level_begin(l + 1); ++p) detail::gather_row(g, p, Z, B, U + p * B);
+        detail::activate_level(g, l, U, Z, B);
+    }
+    const auto alpha = g.alpha();
+    std::fill(yhat.data, yhat.data + yhat.size(), T(0));
+    for (std::size_t k = 0; k < alpha.rows; ++k) {  // ŷ_{bj} += z_{o_k, b} α_{kj}
+        const T* z = Z + g.output_position(k) * B;
+        for (std::size_t b = 0; b < B; ++b) kernels::axpy(z[b], alpha.row(k), yhat.row(b), alpha.cols);
+    }
+    tape.mark_recorded();
+}
+
+namespace unchecked {
+
+template <class T>
+void backward_batch(const Graph<T>& g, BatchTape<T>& tape, MatrixView<const T> dy, const BatchGradientsView<T>& out) {
+    const std::size_t B = tape.batch(), V = g.n_nodes();
+    const T* const U = tape.U().data;
+    const T* const Z = tape.Z().data;
+    T* const dZ = tape.dZ().data;
+    T* const dU = tape.dU().data;
+    std::fill(dZ, dZ + V * B, T(0));
+    std::fill(dU, dU + g.n_inputs() * B, T(0));
+    const auto alpha = g.alpha();
+    const std::size_t m = alpha.cols;
+    for (std::size_t k = 0; k < alpha.rows; ++k) {
+        const std::size_t p = g.output_position(k);
+        for (std::size_t j = 0; j < m; ++j) {  // ∂/∂α_{kj} = Σ_b dy_{bj} z_{o_k, b}
+            T s = T(0);
+            for (std::size_t b = 0; b < B; ++b) s += dy.row(b)[j] * Z[p * B + b];
+            out.alpha.row(k)[j] = s;
+        }
+        for (std::size_t b = 0; b < B; ++b) dZ[p * B + b] = kernels::dot(alpha.row(k), dy.row(b), m);
+    }
+    for (std::size_t l = g.n_levels(); l-- > 1;) {
+        for (const Segment& s : g.segments(l))
+            dispatch(s.activation, [&](auto a) {
+                kernels::hadamard_derivative<decltype(a)::value>(dZ + s.begin * B, U + s.begin * B, Z + s.begin * B,
+                                                                 dU + s.begin * B, (s.end - s.begin) * B);
+            });
+        for (std::size_t p = g.level_begin(l); p < g.level_begin(l + 1); ++p)
+            detail::scatter_row(g, p, Z, dU + p * B, dZ, B, out.weights.data);
+    }
+    kernels::transpose(MatrixView<const T>(dZ, g.n_inputs(), B), out.x);
+    if (out.biases.size)
+        for (std::size_t p = 0; p < V; ++p) {
+            const std::size_t v = g.node_at(p);
+            T s = T(0);
+            for (std::size_t b = 0; b < B && v >= g.n_inputs(); ++b) s += dU[p * B + b];
+            out.biases[v] = s;
+        }
+}
+
+}  // namespace unchecked
+
+// Gradients of Σ_{b,j} dy_{bj} ŷ_{bj} at the batch recorded on `tape` (dy is B × m). Checks every shape
+// before writing anything.
+template <class T>
+void backward_batch(const Graph<T>& g, BatchTape<T>& tape, MatrixView<const T> dy, const BatchGradientsView<T>& out) {
+    if (!tape.recorded() || tape.n_nodes() != g.n_nodes())
+        throw std::logic_error("dag::backward_batch() needs a dag::forward_batch() of this graph on the same tape first");
+    require_fits(g, out.weights, out.alpha, out.x, out.biases);
+    mlpgrad::detail::require_shape(out.x, tape.batch(), g.n_inputs(), "out.x");
+    mlpgrad::detail::require_shape(dy, tape.batch(), g.output_dim(), "dy");
+    unchecked::backward_batch(g, tape, dy, out);
+}
+
+// ŷ (B × m) and the batch gradients in one call; checks everything before the tape changes.
+template <class T>
+void value_and_grad_batch(const Graph<T>& g, MatrixView<const T> X, BatchTape<T>& tape, MatrixView<T> yhat,
+                          MatrixView<const T> dy, const BatchGradientsView<T>& out) {
+    require_fits(g, out.weights, out.alpha, out.x, out.biases);
+    mlpgrad::detail::require_shape(X, X.rows, g.n_inputs(), "X");
+    mlpgrad::detail::require_shape(out.x, X.rows, g.n_inputs(), "out.x");
+    mlpgrad::detail::require_shape(dy, X.rows, g.output_dim(), "dy");
+    forward_batch(g, X, tape, yhat);
+    unchecked::backward_batch(g, tape, dy, out);
+}
+
+}  // namespace dag
+}  // namespace mlpgrad
