@@ -12,6 +12,7 @@
 #include <array>
 #include <cstddef>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "arguments.hpp"
@@ -30,8 +31,10 @@ struct FastSignature {
     std::size_t required;
     std::array<PyObject*, N> interned{};
 
+    // Once per signature, by every register_* unit that uses it (pickling.hpp's are shared).
     void intern() {
-        for (std::size_t i = 0; i < N; ++i) interned[i] = PyUnicode_InternFromString(names[i]);  // kept for good
+        for (std::size_t i = 0; i < N; ++i)
+            if (!interned[i]) interned[i] = PyUnicode_InternFromString(names[i]);  // kept for good
     }
 
     // Fills slots[i] (borrowed; nullptr when not given) or raises TypeError the way Python would.
@@ -87,6 +90,18 @@ PyObject* fast_call(F&& body) {
         return nullptr;
     }
 }
+
+// A parsed argument (a slot filled by parse()), or `fallback` when it was not passed.
+inline py::object borrowed_or(PyObject* arg, py::object fallback) {
+    return arg ? py::reinterpret_borrow<py::object>(arg) : std::move(fallback);
+}
+
+// The PyMethodDef form of a fast-call function.
+template <class F>
+PyCFunction as_cfunction(F* f) {
+    return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f));
+}
+inline constexpr int fast_call_flags = METH_FASTCALL | METH_KEYWORDS;
 
 // Adds a METH_FASTCALL | METH_KEYWORDS method to a pybind11 class. `def` must outlive the class.
 inline void add_fast_method(py::handle cls, PyMethodDef& def) {

@@ -176,4 +176,15 @@ inline void guard_instance_creation(PyTypeObject* cls) {
         if (pybind11_new && t->tp_new == pybind11_new) t->tp_new = guarded_new;
 }
 
+// What the functions above need to know about a bound class, registered once at import, after pybind11 made
+// its type (register_mlp.cpp, register_gradients.cpp). Only MLP has a layout of its own (give_own_layout).
+template <class Class>
+void finish_class(py::handle cls, const char* name, bool own_layout) {
+    Binding<Class>::type = reinterpret_cast<PyTypeObject*>(cls.ptr());
+    Binding<Class>::name = name;
+    refuse_mixed_subclasses<Class>(cls);
+    guard_instance_creation(Binding<Class>::type);
+    if (own_layout) give_own_layout(Binding<Class>::type);
+}
+
 }  // namespace mlpgrad_python

@@ -1,4 +1,6 @@
-// mlpgrad.MLP: a Network over the caller's NumPy arrays, with one tape per Python thread.
+// mlpgrad.MLP: a Network over the caller's NumPy arrays, with one tape per Python thread. Here: how one
+// is built and checked, its properties, and the checks every call makes; the per-call work (forward,
+// backward, the batch calls, new_gradients) is in mlp_calls.hpp.
 #pragma once
 
 #include <pybind11/numpy.h>
@@ -8,13 +10,11 @@
 
 #include <algorithm>
 #include <atomic>
-#include <cstring>
+#include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <stdexcept>
-#include <thread>
-#include <unordered_map>
+#include <string>
 #include <utility>
 #include <variant>
 #include <vector>
@@ -22,7 +22,6 @@
 #include "arguments.hpp"
 #include "array_guard.hpp"
 #include "checks.hpp"
-#include "gil.hpp"
 #include "gradients_object.hpp"
 #include "instances.hpp"
 #include "thread_state.hpp"
@@ -30,85 +29,6 @@
 namespace mlpgrad_python {
 
 using mlpgrad::Activation;
-
-py::handle numpy_asarray() {
-    static py::handle f = py::object(py::module_::import("numpy").attr("asarray")).release();  // leaked on purpose
-    return f;
-}
-
-// A read-only input (x, X, dy) as a C-contiguous, aligned array of T: used as is when it already is one,
-// otherwise converted once. Refuses what is not a real number.
-template <class T>
-py::array_t<T> as_input(py::handle obj, const char* what) {
-    // Fast path, no conversion machinery: already a C-contiguous, aligned array of T.
-    if (py::array_t<T, py::array::c_style>::check_(obj) &&
-        is_c_contiguous_and_aligned(py::reinterpret_borrow<py::array>(obj)))
-        return py::reinterpret_borrow<py::array_t<T>>(obj);
-    py::array a;
-    try {
-        a = numpy_asarray()(obj);
-    } catch (py::error_already_set& e) {
-        raise_chained(e, PyExc_TypeError, std::string(what) + " could not be read as an array of real numbers");
-    }
-    const char kind = a.dtype().kind();
-    if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
-        throw py::type_error(std::string(what) + " has dtype " + dtype_string(a) + "; expected real numbers");
-    // The kernels load whole elements of T, so the copy must be aligned as well as C-ordered (pybind11's
-    // array_t<T, c_style> conversion asks NumPy for C order only and passes a misaligned array through).
-    // Not ensure(): it swallows the error of a conversion that fails (MemoryError for a huge array).
-    using api = py::detail::npy_api;
-    constexpr int flags = api::NPY_ARRAY_ENSUREARRAY_ | api::NPY_ARRAY_FORCECAST_ | api::NPY_ARRAY_C_CONTIGUOUS_ |
-                          api::NPY_ARRAY_ALIGNED_;
-    PyObject* converted =  // steals the dtype reference
-        api::get().PyArray_FromAny_(a.ptr(), py::dtype::of<T>().release().ptr(), 0, 0, flags, nullptr);
-    if (!converted) throw py::error_already_set();
-    return py::reinterpret_steal<py::array_t<T>>(converted);
-}
-
-// numpy.complex64 and numpy.clongdouble are not Python complex subclasses, and float() of them only warns
-// and drops the imaginary part. Floats (numpy.float64 included) never get here.
-inline bool is_numpy_complex_scalar(py::handle obj) {
-    if (PyFloat_Check(obj.ptr())) return false;
-    static py::handle complexfloating =
-        py::object(py::module_::import("numpy").attr("complexfloating")).release();  // leaked on purpose
-    return PyObject_TypeCheck(obj.ptr(), reinterpret_cast<PyTypeObject*>(complexfloating.ptr()));
-}
-
-// A scalar seed such as dy: a Python or NumPy real number, or a 0-d array of one; `fallback` when absent.
-double as_real(py::handle obj, const char* what, double fallback) {
-    if (!obj) return fallback;
-    if (PyFloat_CheckExact(obj.ptr())) return PyFloat_AS_DOUBLE(obj.ptr());
-    if (py::isinstance<py::array>(obj) || py::isinstance<py::list>(obj) || py::isinstance<py::tuple>(obj)) {
-        auto a = as_input<double>(obj, what);
-        if (a.ndim() != 0)
-            throw py::value_error(std::string(what) + " must be a scalar, got an array of shape " + shape_string(a));
-        return *a.data();
-    }
-    if (PyComplex_Check(obj.ptr()) || !PyNumber_Check(obj.ptr()) || is_numpy_complex_scalar(obj))
-        throw py::type_error(std::string(what) + " must be a real number, got " + type_name(obj));
-    const double v = PyFloat_AsDouble(obj.ptr());
-    if (v == -1.0 && PyErr_Occurred()) {
-        py::error_already_set e;
-        if (e.matches(PyExc_OverflowError))  // e.g. an int beyond the float range
-            raise_chained(e, PyExc_ValueError, std::string(what) + " is out of the range of a float");
-        raise_chained(e, PyExc_TypeError, std::string(what) + " could not be read as a real number");
-    }
-    return v;
-}
-
-template <class T>
-py::array_t<T> zeros(std::vector<py::ssize_t> shape) {
-    py::array_t<T> a(shape);
-    if (a.size()) std::memset(a.mutable_data(), 0, static_cast<std::size_t>(a.nbytes()));
-    return a;
-}
-
-template <class T>
-py::array_t<T> read_only_copy(mlpgrad::VectorView<const T> v) {
-    py::array_t<T> a(static_cast<py::ssize_t>(v.size), v.data);
-    a.attr("flags").attr("writeable") = false;
-    return a;
-}
 
 class MLP {
     // Calls f(Model<T>&) for this network's dtype.
@@ -184,29 +104,13 @@ class MLP {
     py::array alpha() const { return alpha_; }
 
     // The call methods take handles that are null when the argument was not passed (see fast_call.hpp).
-    py::object forward(py::handle x) {
-        return visit([&](auto& m) { return py::float_(forward_impl(m, x)); });
-    }
-    py::list recorded(bool want_z) {
-        return visit([&](auto& m) { return recorded_impl(m, want_z); });
-    }
-    py::object backward(py::handle dy, py::handle out) {
-        return visit([&](auto& m) { return backward_impl(m, dy, out); });
-    }
-    py::object value_and_grad(py::handle x, py::handle dy, py::handle out) {
-        return visit([&](auto& m) { return value_and_grad_impl(m, x, dy, out); });
-    }
-    py::object new_gradients(py::handle batch) {
-        const auto b = parse_batch(batch);
-        if (b) require_batch_fits(*b, "batch");
-        return visit([&](auto& m) { return new_gradients_impl(m, b); });
-    }
-    py::object forward_batch(py::handle X) {
-        return visit([&](auto& m) { return batch_impl(m, X, py::handle(), py::handle(), false); });
-    }
-    py::object value_and_grad_batch(py::handle X, py::handle dy, py::handle out) {
-        return visit([&](auto& m) { return batch_impl(m, X, dy, out, true); });
-    }
+    py::object forward(py::handle x);
+    py::list recorded(bool want_z);
+    py::object backward(py::handle dy, py::handle out);
+    py::object value_and_grad(py::handle x, py::handle dy, py::handle out);
+    py::object new_gradients(py::handle batch);
+    py::object forward_batch(py::handle X);
+    py::object value_and_grad_batch(py::handle X, py::handle dy, py::handle out);
 
     py::tuple getstate() const {
         return py::make_tuple(1, py::tuple(weights()), alpha_, activations());
@@ -346,160 +250,24 @@ class MLP {
         if (out) out->require_unchanged();
     }
 
+    // The per-call work, one instantiation per dtype (mlp_calls.hpp).
     template <class T>
-    py::array_t<T> as_x(Model<T>& m, py::handle x) {
-        auto a = as_input<T>(x, "x");
-        if (a.ndim() != 1 || static_cast<std::size_t>(a.shape(0)) != m.net.width(0))
-            throw py::value_error("x has shape " + shape_string(a) + " but the network expects " +
-                                  shape_string({m.net.width(0)}));
-        return a;
-    }
-
+    py::array_t<T> as_x(Model<T>& m, py::handle x);
     template <class T>
-    double forward_impl(Model<T>& m, py::handle x) {
-        auto xa = as_x(m, x);
-        auto& tape = m.state().tape;
-        require_unchanged(nullptr);
-        MaybeReleaseGil gil(work(0));
-        return mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape);
-    }
-
-    // `out` checked and ready, or fresh zeroed gradients stored into `out`.
+    double forward_impl(Model<T>& m, py::handle x);
     template <class T>
-    GradientsObject& out_or_new(Model<T>& m, py::object& out, std::optional<std::size_t> batch) {
-        if (GradientsObject* g = check_out(m, out, batch)) return *g;
-        out = new_gradients_impl(m, batch);
-        return *out.cast<GradientsObject*>();
-    }
-
-    // Every argument is checked before anything runs, so a bad one leaves the tape and `out` untouched.
+    GradientsObject& out_or_new(Model<T>& m, py::object& out, std::optional<std::size_t> batch);
     template <class T>
-    py::object value_and_grad_impl(Model<T>& m, py::handle x, py::handle dy_obj, py::handle out_obj) {
-        const T dy = static_cast<T>(as_real(dy_obj, "dy", 1.0));
-        auto xa = as_x(m, x);
-        py::object out = py::reinterpret_borrow<py::object>(out_obj);
-        const GradientsObject& g = out_or_new(m, out, std::nullopt);
-        const auto& view = g.template views<T>().single;
-        auto& tape = m.state().tape;
-        require_unchanged(&g);
-        double yhat;
-        {
-            MaybeReleaseGil gil(work(0));
-            yhat = mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape);
-            mlpgrad::unchecked::backward(m.net, tape, dy, view);
-        }
-        return py::make_tuple(yhat, out);
-    }
-
+    py::object value_and_grad_impl(Model<T>& m, py::handle x, py::handle dy_obj, py::handle out_obj);
     template <class T>
-    py::list recorded_impl(Model<T>& m, bool want_z) {
-        ThreadState<T>* s = m.find_state();
-        if (!s || !s->tape.recorded())
-            throw std::runtime_error("no forward pass recorded in this thread yet; call net.forward(x) first");
-        py::list l;
-        const std::size_t T_ = m.net.depth();
-        if (want_z)
-            for (std::size_t t = 0; t <= T_; ++t) l.append(read_only_copy<T>(std::as_const(s->tape).z(t)));
-        else
-            for (std::size_t t = 1; t <= T_; ++t) l.append(read_only_copy<T>(std::as_const(s->tape).u(t)));
-        return l;
-    }
-
+    py::list recorded_impl(Model<T>& m, bool want_z);
     template <class T>
-    py::object backward_impl(Model<T>& m, py::handle dy_obj, py::handle out_obj) {
-        const T dy = static_cast<T>(as_real(dy_obj, "dy", 1.0));
-        py::object out = py::reinterpret_borrow<py::object>(out_obj);
-        check_out(m, out, std::nullopt);
-        ThreadState<T>* s = m.find_state();
-        if (!s || !s->tape.recorded())
-            throw std::runtime_error("backward() needs a forward pass first: call net.forward(x) in this thread");
-        const GradientsObject& g = out_or_new(m, out, std::nullopt);
-        const auto& view = g.template views<T>().single;
-        require_unchanged(&g);
-        {
-            MaybeReleaseGil gil(work(0));
-            mlpgrad::unchecked::backward(m.net, s->tape, dy, view);
-        }
-        return out;
-    }
-
-    static std::optional<std::size_t> parse_batch(py::handle batch) {
-        if (!batch || batch.is_none()) return std::nullopt;
-        if (!py::isinstance<py::int_>(batch) || py::isinstance<py::bool_>(batch))
-            throw py::type_error("batch must be an int or None, got " + type_name(batch));
-        int overflow = 0;
-        const long long b = PyLong_AsLongLongAndOverflow(batch.ptr(), &overflow);
-        if (b == -1 && PyErr_Occurred()) throw py::error_already_set();
-        if (overflow != 0 || b < 0)
-            throw py::value_error("batch must be >= 0 and fit in 64 bits, got " + text_of(batch));
-        return static_cast<std::size_t>(b);
-    }
-
+    py::object backward_impl(Model<T>& m, py::handle dy_obj, py::handle out_obj);
+    static std::optional<std::size_t> parse_batch(py::handle batch);
     template <class T>
-    py::object new_gradients_impl(Model<T>& m, std::optional<std::size_t> batch) {
-        const auto& K = m.net.widths();
-        const std::size_t T_ = m.net.depth();
-        auto n = [](std::size_t v) { return static_cast<py::ssize_t>(v); };
-        std::vector<py::array> weights;
-        for (std::size_t t = 0; t < T_; ++t) weights.push_back(zeros<T>({n(K[t + 1]), n(K[t])}));
-        py::array x = batch ? zeros<T>({n(*batch), n(K[0])}) : zeros<T>({n(K[0])});
-        std::optional<std::vector<py::array>> z, u;
-        if (!batch) {
-            z.emplace();
-            u.emplace();
-            for (std::size_t t = 0; t <= T_; ++t) z->push_back(zeros<T>({n(K[t])}));
-            for (std::size_t t = 1; t <= T_; ++t) u->push_back(zeros<T>({n(K[t])}));
-        }
-        // Fresh arrays made to fit: no need to re-check them, nor against this network.
-        GradientsObject g(GradientsObject::fresh, std::move(weights), zeros<T>({n(K[T_])}), std::move(x), std::move(z),
-                          std::move(u), dtype_, K, batch);
-        g.checked_against = id_;
-        return py::cast(std::move(g));
-    }
-
+    py::object new_gradients_impl(Model<T>& m, std::optional<std::size_t> batch);
     template <class T>
-    py::object batch_impl(Model<T>& m, py::handle X_obj, py::handle dy_obj, py::handle out_obj, bool with_grad) {
-        auto X = as_input<T>(X_obj, "X");
-        if (X.ndim() != 2 || static_cast<std::size_t>(X.shape(1)) != m.net.width(0))
-            throw py::value_error("X has shape " + shape_string(X) + " but the network expects (B, " +
-                                  std::to_string(m.net.width(0)) + ")");
-        const std::size_t B = static_cast<std::size_t>(X.shape(0));
-        require_batch_fits(B, "X");
-        py::array_t<T> dy;
-        py::object out = py::reinterpret_borrow<py::object>(out_obj);
-        const GradientsObject* g = nullptr;
-        if (with_grad) {
-            if (!dy_obj || dy_obj.is_none()) {
-                dy = py::array_t<T>(static_cast<py::ssize_t>(B));
-                std::fill(dy.mutable_data(), dy.mutable_data() + B, T(1));
-            } else {
-                dy = as_input<T>(dy_obj, "dy");
-                if (dy.ndim() != 1 || static_cast<std::size_t>(dy.shape(0)) != B)
-                    throw py::value_error("dy has shape " + shape_string(dy) + " but X holds " + std::to_string(B) +
-                                          " examples; expected " + shape_string({B}));
-            }
-            g = &out_or_new(m, out, B);
-            // dy is still read while gradients are written: a dy that aliases an out array is read from a copy.
-            if (dy_obj && !dy_obj.is_none() && g->overlaps(byte_range(dy))) {
-                py::array_t<T> copy(static_cast<py::ssize_t>(B));
-                std::memcpy(copy.mutable_data(), dy.data(), B * sizeof(T));
-                dy = std::move(copy);
-            }
-        }
-        py::array_t<T> yhat(static_cast<py::ssize_t>(B));
-        auto& tape = m.state().batch_tape;
-        require_unchanged(g);
-        {
-            MaybeReleaseGil gil(work(B));
-            mlpgrad::MatrixView<const T> Xv{X.data(), B, m.net.width(0)};
-            mlpgrad::forward_batch(m.net, Xv, tape, mlpgrad::VectorView<T>{yhat.mutable_data(), B});
-            if (g)
-                mlpgrad::unchecked::backward_batch(m.net, tape, mlpgrad::VectorView<const T>{dy.data(), B},
-                                                   g->template views<T>().batch);
-        }
-        if (!with_grad) return std::move(yhat);
-        return py::make_tuple(yhat, out);
-    }
+    py::object batch_impl(Model<T>& m, py::handle X_obj, py::handle dy_obj, py::handle out_obj, bool with_grad);
 
     std::vector<py::array> weights_;
     py::array alpha_;
@@ -513,4 +281,3 @@ class MLP {
 };
 
 }  // namespace mlpgrad_python
-

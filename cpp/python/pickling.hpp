@@ -1,5 +1,4 @@
-// Pickling: an MLP is (format version 1, weights tuple, alpha, activation names tuple), rebuilt by
-// __setstate__ through the same checks as MLP(...); a Gradients refuses to be pickled.
+// What pickling MLP (mlp_pickling.hpp) and Gradients (register_gradients.cpp) share.
 //
 // Both define __reduce_ex__ themselves, for every protocol: under protocols 0 and 1 the default,
 // copyreg._reduce_ex, would call pybind11's base type, whose constructor throws a C++ exception through
@@ -9,133 +8,17 @@
 
 #include <pybind11/pybind11.h>
 
-#include <string>
-
+#include "checks.hpp"
 #include "fast_call.hpp"
-#include "gradients_object.hpp"
-#include "instances.hpp"
-#include "mlp_object.hpp"
 
 namespace mlpgrad_python {
 
-inline constexpr long pickle_format_version = 1;
-
-// Filled in at module import: the descriptors, to tell whether a subclass overrides __reduce__.
-inline PyObject* mlp_reduce_descriptor = nullptr;
-
-inline py::handle copyreg_newobj() {
-    static py::handle f = py::object(py::module_::import("copyreg").attr("__newobj__")).release();  // leaked on purpose
-    return f;
-}
-
-inline FastSignature<0> getstate_sig{"MLP.__getstate__", {}, 0, 0};
-inline FastSignature<1> setstate_sig{"MLP.__setstate__", {"state"}, 1, 1};
 inline FastSignature<0> reduce_sig{"__reduce__", {}, 0, 0};
 inline FastSignature<1> reduce_ex_sig{"__reduce_ex__", {"protocol"}, 1, 1};
-
-inline PyObject* mlp_getstate(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-    return fast_call([&] {
-        std::array<PyObject*, 0> a;
-        getstate_sig.parse(args, nargs, kwnames, a);
-        return py::object(self_of<MLP>(self).getstate());
-    });
-}
-
-// The version as an exact integer (never a cast that fails on 2**80), refused with ValueError unless it is 1.
-inline void require_format_version(py::handle state) {
-    const std::string expected = "; expected format version " + std::to_string(pickle_format_version) +
-                                 ": (1, weights, alpha, activation names)";
-    if (PyTuple_GET_SIZE(state.ptr()) != 4)
-        throw py::value_error("unsupported mlpgrad.MLP pickle state of " +
-                              std::to_string(PyTuple_GET_SIZE(state.ptr())) + " items" + expected);
-    py::handle version = PyTuple_GET_ITEM(state.ptr(), 0);
-    if (!PyLong_Check(version.ptr()))
-        throw py::value_error("unsupported mlpgrad.MLP pickle state: its format version is a " + type_name(version) +
-                              expected);
-    int overflow = 0;
-    const long long v = PyLong_AsLongLongAndOverflow(version.ptr(), &overflow);
-    if (v == -1 && PyErr_Occurred()) throw py::error_already_set();
-    if (overflow != 0 || v != pickle_format_version)
-        throw py::value_error("unsupported mlpgrad.MLP pickle state: format version " + text_of(version) + expected);
-}
-
-inline PyObject* mlp_setstate(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-    return fast_call([&] {
-        std::array<PyObject*, 1> a;
-        setstate_sig.parse(args, nargs, kwnames, a);
-        py::handle state = a[0];
-        if (!PyTuple_Check(state.ptr()))
-            throw py::type_error("MLP.__setstate__() argument state must be a tuple (format version, weights, alpha, "
-                                 "activation names), got " + type_name(state));
-        auto item = [&](Py_ssize_t i) { return py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(state.ptr(), i)); };
-        construct_in_place<MLP>(self, "MLP.__setstate__", [&] {
-            require_format_version(state);
-            return MLP(item(1), item(2), item(3));
-        });
-        return py::none();
-    });
-}
 
 inline void require_protocol(PyObject* protocol) {
     if (!PyLong_Check(protocol))
         throw py::type_error("__reduce_ex__() argument protocol must be an int, got " + type_name(protocol));
-}
-
-// (copyreg.__newobj__, (type(self),), self.__getstate__()): what object.__reduce_ex__(2) gives.
-inline py::object mlp_reduction(PyObject* self) {
-    self_of<MLP>(self);  // TypeError for an uninitialised instance, before anything else
-    auto state = py::reinterpret_steal<py::object>(PyObject_CallMethod(self, "__getstate__", nullptr));
-    if (!state) throw py::error_already_set();
-    return py::make_tuple(copyreg_newobj(), py::make_tuple(py::handle(reinterpret_cast<PyObject*>(Py_TYPE(self)))),
-                          state);
-}
-
-inline PyObject* mlp_reduce(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-    return fast_call([&] {
-        std::array<PyObject*, 0> a;
-        reduce_sig.parse(args, nargs, kwnames, a);
-        return mlp_reduction(self);
-    });
-}
-
-inline PyObject* mlp_reduce_ex(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-    return fast_call([&]() -> py::object {
-        std::array<PyObject*, 1> a;
-        reduce_ex_sig.parse(args, nargs, kwnames, a);
-        require_protocol(a[0]);
-        // As object.__reduce_ex__ does: a subclass's own __reduce__ takes precedence.
-        auto reduce = py::reinterpret_steal<py::object>(
-            PyObject_GetAttrString(reinterpret_cast<PyObject*>(Py_TYPE(self)), "__reduce__"));
-        if (!reduce) throw py::error_already_set();
-        if (reduce.ptr() != mlp_reduce_descriptor) {
-            auto result = py::reinterpret_steal<py::object>(PyObject_CallMethod(self, "__reduce__", nullptr));
-            if (!result) throw py::error_already_set();
-            return result;
-        }
-        return mlp_reduction(self);
-    });
-}
-
-// The TypeError object.__reduce_ex__ raises for a Gradients under protocol >= 2, under every protocol.
-[[noreturn]] inline void refuse_pickling(PyObject* self) {
-    throw py::type_error(std::string("cannot pickle '") + Py_TYPE(self)->tp_name + "' object");
-}
-
-inline PyObject* gradients_reduce(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-    return fast_call([&]() -> py::object {
-        std::array<PyObject*, 0> a;
-        reduce_sig.parse(args, nargs, kwnames, a);
-        refuse_pickling(self);
-    });
-}
-
-inline PyObject* gradients_reduce_ex(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-    return fast_call([&]() -> py::object {
-        std::array<PyObject*, 1> a;
-        reduce_ex_sig.parse(args, nargs, kwnames, a);
-        require_protocol(a[0]);
-        refuse_pickling(self);
-    });
 }
 
 }  // namespace mlpgrad_python

@@ -1,8 +1,8 @@
 // The optimiser updates for mlpgrad.optim: private module functions that update one parameter array in
 // place from its gradient and its state arrays (mlpgrad/optim/), called once per array per step. They take
 // CPython's fast calling convention (fast_call.hpp), check every array before writing any, and release the
-// GIL for large arrays.
-#pragma once
+// GIL for large arrays. register_optim() adds them to the module.
+#include "register_optim.hpp"
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -19,11 +19,12 @@
 #include <vector>
 
 #include "checks.hpp"
+#include "conversions.hpp"
 #include "fast_call.hpp"
-#include "mlp_object.hpp"  // MaybeReleaseGil, as_real
+#include "gil.hpp"
 
 namespace mlpgrad_python {
-namespace optim_binding {
+namespace {
 
 // The arrays of one update: the parameter (written), its gradient (read) and the optimiser's state arrays
 // (written), all of one float dtype and one shape, C-contiguous and aligned, never copied.
@@ -33,13 +34,13 @@ struct UpdateArrays {
     std::vector<py::array> state;
 };
 
-inline py::array update_array(py::handle obj, const char* what) {
+py::array update_array(py::handle obj, const char* what) {
     py::array a = require_ndarray(obj, what, "the update is made in place in the caller's arrays, never in a copy");
     require_layout(a, what);
     return a;
 }
 
-inline void require_like_param(const py::array& a, const UpdateArrays& u, const char* what, bool written) {
+void require_like_param(const py::array& a, const UpdateArrays& u, const char* what, bool written) {
     const DType d = float_dtype(a, what);
     if (d != u.dtype)
         throw py::type_error(std::string(what) + " has dtype " + dtype_name(d) + " but param has " +
@@ -53,8 +54,8 @@ inline void require_like_param(const py::array& a, const UpdateArrays& u, const 
 }
 
 // Checks the arrays (types, dtype, shapes, layout, writeability); overlaps are the core's check.
-inline UpdateArrays check_arrays(py::handle param, py::handle grad,
-                                 std::initializer_list<std::pair<const char*, py::handle>> state) {
+UpdateArrays check_arrays(py::handle param, py::handle grad,
+                          std::initializer_list<std::pair<const char*, py::handle>> state) {
     UpdateArrays u;
     u.param = update_array(param, "param");
     u.dtype = float_dtype(u.param, "param");
@@ -73,12 +74,12 @@ mlpgrad::VectorView<T> flat(const py::array& a) {
     return {static_cast<T*>(const_cast<void*>(a.data())), static_cast<std::size_t>(a.size())};
 }
 
-inline bool as_flag(py::handle obj, const char* what) {
+bool as_flag(py::handle obj, const char* what) {
     if (!PyBool_Check(obj.ptr())) throw py::type_error(std::string(what) + " must be a bool, got " + type_name(obj));
     return obj.ptr() == Py_True;
 }
 
-inline std::size_t as_step(py::handle obj) {
+std::size_t as_step(py::handle obj) {
     if (!PyLong_Check(obj.ptr()) || PyBool_Check(obj.ptr()))
         throw py::type_error("step must be an int, got " + type_name(obj));
     const unsigned long long step = PyLong_AsUnsignedLongLong(obj.ptr());
@@ -89,16 +90,16 @@ inline std::size_t as_step(py::handle obj) {
     return static_cast<std::size_t>(step);
 }
 
-inline mlpgrad::optim::SgdOptions sgd_options(py::handle lr, py::handle momentum, py::handle nesterov,
-                                              py::handle weight_decay) {
+mlpgrad::optim::SgdOptions sgd_options(py::handle lr, py::handle momentum, py::handle nesterov,
+                                       py::handle weight_decay) {
     mlpgrad::optim::SgdOptions o{as_real(lr, "lr", 0), as_real(momentum, "momentum", 0), as_flag(nesterov, "nesterov"),
                                  as_real(weight_decay, "weight_decay", 0)};
     o.validate();
     return o;
 }
 
-inline mlpgrad::optim::AdamOptions adam_options(py::handle lr, py::handle beta1, py::handle beta2, py::handle eps,
-                                                py::handle weight_decay, py::handle decoupled) {
+mlpgrad::optim::AdamOptions adam_options(py::handle lr, py::handle beta1, py::handle beta2, py::handle eps,
+                                         py::handle weight_decay, py::handle decoupled) {
     mlpgrad::optim::AdamOptions o{as_real(lr, "lr", 0), as_real(beta1, "beta1", 0), as_real(beta2, "beta2", 0),
                                   as_real(eps, "eps", 0), as_real(weight_decay, "weight_decay", 0),
                                   as_flag(decoupled, "decoupled")};
@@ -106,17 +107,17 @@ inline mlpgrad::optim::AdamOptions adam_options(py::handle lr, py::handle beta1,
     return o;
 }
 
-inline FastSignature<8> sgd_update_sig{
+FastSignature<8> sgd_update_sig{
     "_sgd_update", {"param", "grad", "velocity", "lr", "momentum", "nesterov", "weight_decay", "step"}, 8, 8};
-inline FastSignature<11> adam_update_sig{
+FastSignature<11> adam_update_sig{
     "_adam_update",
     {"param", "grad", "m", "v", "lr", "beta1", "beta2", "eps", "weight_decay", "decoupled", "step"},
     11,
     11};
-inline FastSignature<4> sgd_check_sig{"_sgd_check", {"lr", "momentum", "nesterov", "weight_decay"}, 4, 4};
-inline FastSignature<6> adam_check_sig{"_adam_check", {"lr", "beta1", "beta2", "eps", "weight_decay", "decoupled"}, 6, 6};
+FastSignature<4> sgd_check_sig{"_sgd_check", {"lr", "momentum", "nesterov", "weight_decay"}, 4, 4};
+FastSignature<6> adam_check_sig{"_adam_check", {"lr", "beta1", "beta2", "eps", "weight_decay", "decoupled"}, 6, 6};
 
-inline PyObject* sgd_update(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+PyObject* sgd_update(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     return fast_call([&]() -> py::object {
         std::array<PyObject*, 8> a;
         sgd_update_sig.parse(args, nargs, kwnames, a);
@@ -137,7 +138,7 @@ inline PyObject* sgd_update(PyObject*, PyObject* const* args, Py_ssize_t nargs, 
     });
 }
 
-inline PyObject* adam_update(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+PyObject* adam_update(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     return fast_call([&]() -> py::object {
         std::array<PyObject*, 11> a;
         adam_update_sig.parse(args, nargs, kwnames, a);
@@ -155,7 +156,7 @@ inline PyObject* adam_update(PyObject*, PyObject* const* args, Py_ssize_t nargs,
     });
 }
 
-inline PyObject* sgd_check(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+PyObject* sgd_check(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     return fast_call([&]() -> py::object {
         std::array<PyObject*, 4> a;
         sgd_check_sig.parse(args, nargs, kwnames, a);
@@ -164,7 +165,7 @@ inline PyObject* sgd_check(PyObject*, PyObject* const* args, Py_ssize_t nargs, P
     });
 }
 
-inline PyObject* adam_check(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+PyObject* adam_check(PyObject*, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     return fast_call([&]() -> py::object {
         std::array<PyObject*, 6> a;
         adam_check_sig.parse(args, nargs, kwnames, a);
@@ -173,39 +174,31 @@ inline PyObject* adam_check(PyObject*, PyObject* const* args, Py_ssize_t nargs, 
     });
 }
 
-template <class F>
-PyCFunction as_cfunction(F* f) {
-    return reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(f));
-}
-
-inline constexpr int update_flags = METH_FASTCALL | METH_KEYWORDS;
-inline PyMethodDef functions[] = {
-    {"_sgd_update", as_cfunction(&sgd_update), update_flags,
+PyMethodDef optim_functions[] = {
+    {"_sgd_update", as_cfunction(&sgd_update), fast_call_flags,
      "_sgd_update(param, grad, velocity, lr, momentum, nesterov, weight_decay, step, /)\n--\n\n"
      "SGD update number `step` (from 1) of `param` in place (mlpgrad/optim/sgd.hpp); velocity None without "
      "momentum. Private: use mlpgrad.optim.SGD."},
-    {"_adam_update", as_cfunction(&adam_update), update_flags,
+    {"_adam_update", as_cfunction(&adam_update), fast_call_flags,
      "_adam_update(param, grad, m, v, lr, beta1, beta2, eps, weight_decay, decoupled, step, /)\n--\n\n"
      "Adam (AdamW if decoupled) update number `step` (from 1) of `param` in place (mlpgrad/optim/adam.hpp). "
      "Private: use mlpgrad.optim.Adam."},
-    {"_sgd_check", as_cfunction(&sgd_check), update_flags,
+    {"_sgd_check", as_cfunction(&sgd_check), fast_call_flags,
      "_sgd_check(lr, momentum, nesterov, weight_decay, /)\n--\n\nValueError unless the SGD options are in range."},
-    {"_adam_check", as_cfunction(&adam_check), update_flags,
+    {"_adam_check", as_cfunction(&adam_check), fast_call_flags,
      "_adam_check(lr, beta1, beta2, eps, weight_decay, decoupled, /)\n--\n\nValueError unless the Adam options "
      "are in range."},
 };
 
-}  // namespace optim_binding
+}  // namespace
 
-// Adds the optimiser functions to the module.
-inline void register_optim_functions(py::module_& m) {
-    using namespace optim_binding;
+void register_optim(py::module_& m) {
     sgd_update_sig.intern();
     adam_update_sig.intern();
     sgd_check_sig.intern();
     adam_check_sig.intern();
     py::object module_name = m.attr("__name__");
-    for (auto& def : functions) {
+    for (auto& def : optim_functions) {
         auto f = py::reinterpret_steal<py::object>(PyCFunction_NewEx(&def, nullptr, module_name.ptr()));
         if (!f) throw py::error_already_set();
         m.attr(def.ml_name) = f;

@@ -1,0 +1,226 @@
+// The per-call work of mlpgrad.MLP (declared in mlp_object.hpp): forward, backward, value_and_grad, the batch
+// calls and new_gradients, each for the network's dtype. Every argument is checked, and every allocation
+// made, before the core reads the network or writes `out`; the GIL is released while it computes.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <mlpgrad/mlpgrad.hpp>
+
+#include <algorithm>
+#include <cstring>
+#include <optional>
+#include <stdexcept>
+#include <utility>
+#include <vector>
+
+#include "checks.hpp"
+#include "conversions.hpp"
+#include "gil.hpp"
+#include "gradients_object.hpp"
+#include "mlp_object.hpp"
+#include "thread_state.hpp"
+
+namespace mlpgrad_python {
+
+template <class T>
+py::array_t<T> zeros(std::vector<py::ssize_t> shape) {
+    py::array_t<T> a(shape);
+    if (a.size()) std::memset(a.mutable_data(), 0, static_cast<std::size_t>(a.nbytes()));
+    return a;
+}
+
+template <class T>
+py::array_t<T> read_only_copy(mlpgrad::VectorView<const T> v) {
+    py::array_t<T> a(static_cast<py::ssize_t>(v.size), v.data);
+    a.attr("flags").attr("writeable") = false;
+    return a;
+}
+
+inline py::object MLP::forward(py::handle x) {
+    return visit([&](auto& m) { return py::float_(forward_impl(m, x)); });
+}
+
+inline py::list MLP::recorded(bool want_z) {
+    return visit([&](auto& m) { return recorded_impl(m, want_z); });
+}
+
+inline py::object MLP::backward(py::handle dy, py::handle out) {
+    return visit([&](auto& m) { return backward_impl(m, dy, out); });
+}
+
+inline py::object MLP::value_and_grad(py::handle x, py::handle dy, py::handle out) {
+    return visit([&](auto& m) { return value_and_grad_impl(m, x, dy, out); });
+}
+
+inline py::object MLP::new_gradients(py::handle batch) {
+    const auto b = parse_batch(batch);
+    if (b) require_batch_fits(*b, "batch");
+    return visit([&](auto& m) { return new_gradients_impl(m, b); });
+}
+
+inline py::object MLP::forward_batch(py::handle X) {
+    return visit([&](auto& m) { return batch_impl(m, X, py::handle(), py::handle(), false); });
+}
+
+inline py::object MLP::value_and_grad_batch(py::handle X, py::handle dy, py::handle out) {
+    return visit([&](auto& m) { return batch_impl(m, X, dy, out, true); });
+}
+
+template <class T>
+py::array_t<T> MLP::as_x(Model<T>& m, py::handle x) {
+    auto a = as_input<T>(x, "x");
+    if (a.ndim() != 1 || static_cast<std::size_t>(a.shape(0)) != m.net.width(0))
+        throw py::value_error("x has shape " + shape_string(a) + " but the network expects " +
+                              shape_string({m.net.width(0)}));
+    return a;
+}
+
+template <class T>
+double MLP::forward_impl(Model<T>& m, py::handle x) {
+    auto xa = as_x(m, x);
+    auto& tape = m.state().tape;
+    require_unchanged(nullptr);
+    MaybeReleaseGil gil(work(0));
+    return mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape);
+}
+
+// `out` checked and ready, or fresh zeroed gradients stored into `out`.
+template <class T>
+GradientsObject& MLP::out_or_new(Model<T>& m, py::object& out, std::optional<std::size_t> batch) {
+    if (GradientsObject* g = check_out(m, out, batch)) return *g;
+    out = new_gradients_impl(m, batch);
+    return *out.cast<GradientsObject*>();
+}
+
+// Every argument is checked before anything runs, so a bad one leaves the tape and `out` untouched.
+template <class T>
+py::object MLP::value_and_grad_impl(Model<T>& m, py::handle x, py::handle dy_obj, py::handle out_obj) {
+    const T dy = static_cast<T>(as_real(dy_obj, "dy", 1.0));
+    auto xa = as_x(m, x);
+    py::object out = py::reinterpret_borrow<py::object>(out_obj);
+    const GradientsObject& g = out_or_new(m, out, std::nullopt);
+    const auto& view = g.template views<T>().single;
+    auto& tape = m.state().tape;
+    require_unchanged(&g);
+    double yhat;
+    {
+        MaybeReleaseGil gil(work(0));
+        yhat = mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape);
+        mlpgrad::unchecked::backward(m.net, tape, dy, view);
+    }
+    return py::make_tuple(yhat, out);
+}
+
+template <class T>
+py::list MLP::recorded_impl(Model<T>& m, bool want_z) {
+    ThreadState<T>* s = m.find_state();
+    if (!s || !s->tape.recorded())
+        throw std::runtime_error("no forward pass recorded in this thread yet; call net.forward(x) first");
+    py::list l;
+    const std::size_t T_ = m.net.depth();
+    if (want_z)
+        for (std::size_t t = 0; t <= T_; ++t) l.append(read_only_copy<T>(std::as_const(s->tape).z(t)));
+    else
+        for (std::size_t t = 1; t <= T_; ++t) l.append(read_only_copy<T>(std::as_const(s->tape).u(t)));
+    return l;
+}
+
+template <class T>
+py::object MLP::backward_impl(Model<T>& m, py::handle dy_obj, py::handle out_obj) {
+    const T dy = static_cast<T>(as_real(dy_obj, "dy", 1.0));
+    py::object out = py::reinterpret_borrow<py::object>(out_obj);
+    check_out(m, out, std::nullopt);
+    ThreadState<T>* s = m.find_state();
+    if (!s || !s->tape.recorded())
+        throw std::runtime_error("backward() needs a forward pass first: call net.forward(x) in this thread");
+    const GradientsObject& g = out_or_new(m, out, std::nullopt);
+    const auto& view = g.template views<T>().single;
+    require_unchanged(&g);
+    {
+        MaybeReleaseGil gil(work(0));
+        mlpgrad::unchecked::backward(m.net, s->tape, dy, view);
+    }
+    return out;
+}
+
+inline std::optional<std::size_t> MLP::parse_batch(py::handle batch) {
+    if (!batch || batch.is_none()) return std::nullopt;
+    if (!py::isinstance<py::int_>(batch) || py::isinstance<py::bool_>(batch))
+        throw py::type_error("batch must be an int or None, got " + type_name(batch));
+    int overflow = 0;
+    const long long b = PyLong_AsLongLongAndOverflow(batch.ptr(), &overflow);
+    if (b == -1 && PyErr_Occurred()) throw py::error_already_set();
+    if (overflow != 0 || b < 0)
+        throw py::value_error("batch must be >= 0 and fit in 64 bits, got " + text_of(batch));
+    return static_cast<std::size_t>(b);
+}
+
+template <class T>
+py::object MLP::new_gradients_impl(Model<T>& m, std::optional<std::size_t> batch) {
+    const auto& K = m.net.widths();
+    const std::size_t T_ = m.net.depth();
+    auto n = [](std::size_t v) { return static_cast<py::ssize_t>(v); };
+    std::vector<py::array> weights;
+    for (std::size_t t = 0; t < T_; ++t) weights.push_back(zeros<T>({n(K[t + 1]), n(K[t])}));
+    py::array x = batch ? zeros<T>({n(*batch), n(K[0])}) : zeros<T>({n(K[0])});
+    std::optional<std::vector<py::array>> z, u;
+    if (!batch) {
+        z.emplace();
+        u.emplace();
+        for (std::size_t t = 0; t <= T_; ++t) z->push_back(zeros<T>({n(K[t])}));
+        for (std::size_t t = 1; t <= T_; ++t) u->push_back(zeros<T>({n(K[t])}));
+    }
+    // Fresh arrays made to fit: no need to re-check them, nor against this network.
+    GradientsObject g(GradientsObject::fresh, std::move(weights), zeros<T>({n(K[T_])}), std::move(x), std::move(z),
+                      std::move(u), dtype_, K, batch);
+    g.checked_against = id_;
+    return py::cast(std::move(g));
+}
+
+template <class T>
+py::object MLP::batch_impl(Model<T>& m, py::handle X_obj, py::handle dy_obj, py::handle out_obj, bool with_grad) {
+    auto X = as_input<T>(X_obj, "X");
+    if (X.ndim() != 2 || static_cast<std::size_t>(X.shape(1)) != m.net.width(0))
+        throw py::value_error("X has shape " + shape_string(X) + " but the network expects (B, " +
+                              std::to_string(m.net.width(0)) + ")");
+    const std::size_t B = static_cast<std::size_t>(X.shape(0));
+    require_batch_fits(B, "X");
+    py::array_t<T> dy;
+    py::object out = py::reinterpret_borrow<py::object>(out_obj);
+    const GradientsObject* g = nullptr;
+    if (with_grad) {
+        if (!dy_obj || dy_obj.is_none()) {
+            dy = py::array_t<T>(static_cast<py::ssize_t>(B));
+            std::fill(dy.mutable_data(), dy.mutable_data() + B, T(1));
+        } else {
+            dy = as_input<T>(dy_obj, "dy");
+            if (dy.ndim() != 1 || static_cast<std::size_t>(dy.shape(0)) != B)
+                throw py::value_error("dy has shape " + shape_string(dy) + " but X holds " + std::to_string(B) +
+                                      " examples; expected " + shape_string({B}));
+        }
+        g = &out_or_new(m, out, B);
+        // dy is still read while gradients are written: a dy that aliases an out array is read from a copy.
+        if (dy_obj && !dy_obj.is_none() && g->overlaps(byte_range(dy))) {
+            py::array_t<T> copy(static_cast<py::ssize_t>(B));
+            std::memcpy(copy.mutable_data(), dy.data(), B * sizeof(T));
+            dy = std::move(copy);
+        }
+    }
+    py::array_t<T> yhat(static_cast<py::ssize_t>(B));
+    auto& tape = m.state().batch_tape;
+    require_unchanged(g);
+    {
+        MaybeReleaseGil gil(work(B));
+        mlpgrad::MatrixView<const T> Xv{X.data(), B, m.net.width(0)};
+        mlpgrad::forward_batch(m.net, Xv, tape, mlpgrad::VectorView<T>{yhat.mutable_data(), B});
+        if (g)
+            mlpgrad::unchecked::backward_batch(m.net, tape, mlpgrad::VectorView<const T>{dy.data(), B},
+                                               g->template views<T>().batch);
+    }
+    if (!with_grad) return std::move(yhat);
+    return py::make_tuple(yhat, out);
+}
+
+}  // namespace mlpgrad_python

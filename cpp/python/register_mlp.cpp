@@ -1,0 +1,149 @@
+// mlpgrad.MLP's Python class: the fast-call method table (the per-call methods, __init__ and the pickling
+// hooks), the read-only properties and __repr__. The object is mlp_object.hpp, its calls mlp_calls.hpp.
+#include "register_mlp.hpp"
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <array>
+#include <cstddef>
+#include <utility>
+
+#include "fast_call.hpp"
+#include "instances.hpp"
+#include "mlp_calls.hpp"
+#include "mlp_object.hpp"
+#include "mlp_pickling.hpp"
+#include "pickling.hpp"
+
+namespace mlpgrad_python {
+namespace {
+
+// The per-call methods, in CPython's fast calling convention (fast_call.hpp says why).
+FastSignature<1> forward_sig{"forward", {"x"}, 1, 1};
+FastSignature<2> backward_sig{"backward", {"dy", "out"}, 1, 0};
+FastSignature<3> value_and_grad_sig{"value_and_grad", {"x", "dy", "out"}, 2, 1};
+FastSignature<1> forward_batch_sig{"forward_batch", {"X"}, 1, 1};
+FastSignature<3> value_and_grad_batch_sig{"value_and_grad_batch", {"X", "dy", "out"}, 2, 1};
+FastSignature<1> new_gradients_sig{"new_gradients", {"batch"}, 1, 0};
+// The constructor too: one clear TypeError for a wrong keyword or argument count (not pybind11's overload
+// listing with every weight printed), and no silent second __init__ (instances.hpp).
+FastSignature<3> mlp_init_sig{"MLP", {"weights", "alpha", "activation"}, 3, 2};
+
+PyObject* mlp_init(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    return fast_call([&] {
+        std::array<PyObject*, 3> a;
+        mlp_init_sig.parse(args, nargs, kwnames, a);
+        construct_in_place<MLP>(self, "MLP.__init__", [&] {
+            return MLP(borrowed_or(a[0], {}), borrowed_or(a[1], {}), borrowed_or(a[2], py::str("relu")));
+        });
+        return py::none();
+    });
+}
+
+template <std::size_t N, class F>
+PyObject* call_mlp(FastSignature<N>& sig, PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames,
+                   F&& method) {
+    return fast_call([&] {
+        std::array<PyObject*, N> a;
+        sig.parse(args, nargs, kwnames, a);
+        return method(self_of<MLP>(self), a);
+    });
+}
+
+PyObject* forward(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    return call_mlp(forward_sig, self, args, nargs, kwnames, [](MLP& net, auto& a) { return net.forward(a[0]); });
+}
+PyObject* backward(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    return call_mlp(backward_sig, self, args, nargs, kwnames,
+                    [](MLP& net, auto& a) { return net.backward(a[0], a[1]); });
+}
+PyObject* value_and_grad(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    return call_mlp(value_and_grad_sig, self, args, nargs, kwnames,
+                    [](MLP& net, auto& a) { return net.value_and_grad(a[0], a[1], a[2]); });
+}
+PyObject* forward_batch(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    return call_mlp(forward_batch_sig, self, args, nargs, kwnames,
+                    [](MLP& net, auto& a) { return net.forward_batch(a[0]); });
+}
+PyObject* value_and_grad_batch(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    return call_mlp(value_and_grad_batch_sig, self, args, nargs, kwnames,
+                    [](MLP& net, auto& a) { return net.value_and_grad_batch(a[0], a[1], a[2]); });
+}
+PyObject* new_gradients(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    return call_mlp(new_gradients_sig, self, args, nargs, kwnames,
+                    [](MLP& net, auto& a) { return net.new_gradients(a[0]); });
+}
+
+// Docstrings start with a text signature so that help() and inspect.signature() show the arguments.
+PyMethodDef mlp_methods[] = {
+    {"forward", as_cfunction(&forward), fast_call_flags,
+     "forward($self, x, /)\n--\n\nŷ for one example x of shape (K_0,); records u^t and z^t (per thread) for backward()."},
+    {"backward", as_cfunction(&backward), fast_call_flags,
+     "backward($self, dy=1.0, *, out=None)\n--\n\nGradients of dy·ŷ at this thread's last forward(); written into "
+     "`out` (a Gradients) if given, and returned."},
+    {"value_and_grad", as_cfunction(&value_and_grad), fast_call_flags,
+     "value_and_grad($self, x, dy=1.0, *, out=None)\n--\n\n(ŷ, gradients of dy·ŷ) for one example x of shape (K_0,); "
+     "the gradients are written into `out` (a Gradients) if given, which is then the object returned."},
+    {"forward_batch", as_cfunction(&forward_batch), fast_call_flags,
+     "forward_batch($self, X, /)\n--\n\nŷ for each row of X (B, K_0), as an array of shape (B,)."},
+    {"value_and_grad_batch", as_cfunction(&value_and_grad_batch), fast_call_flags,
+     "value_and_grad_batch($self, X, dy=None, *, out=None)\n--\n\n(ŷ of shape (B,), gradients of Σ_b dy_b·ŷ_b) for "
+     "the rows of X (B, K_0); dy (B,) defaults to ones. Weight and alpha gradients are summed over the batch; "
+     "out.x row b is dy_b·dŷ_b/dx_b."},
+    {"new_gradients", as_cfunction(&new_gradients), fast_call_flags,
+     "new_gradients($self, batch=None)\n--\n\nZeroed Gradients for this network (batch=B: x of shape (B, K_0) and no "
+     "z/u)."},
+    {"__init__", as_cfunction(&mlp_init), fast_call_flags,
+     "__init__($self, weights, alpha, activation='relu')\n--\n\nViews (never copies) the weight arrays and alpha; "
+     "checks them once. An MLP never changes once made: a second __init__ raises TypeError."},
+    {"__getstate__", as_cfunction(&mlp_getstate), fast_call_flags,
+     "__getstate__($self, /)\n--\n\n(1, weights tuple, alpha, activation names tuple): pickle format version 1."},
+    {"__setstate__", as_cfunction(&mlp_setstate), fast_call_flags,
+     "__setstate__($self, state, /)\n--\n\nBuilds the network from a version-1 state, with the checks of MLP(...)."},
+    {"__reduce__", as_cfunction(&mlp_reduce), fast_call_flags, "__reduce__($self, /)\n--\n\nPickling support."},
+    {"__reduce_ex__", as_cfunction(&mlp_reduce_ex), fast_call_flags,
+     "__reduce_ex__($self, protocol, /)\n--\n\nPickling support, the same reduction for every protocol."},
+};
+
+}  // namespace
+
+void register_mlp(py::module_& m) {
+    py::class_<MLP> cls(m, "MLP", R"doc(
+A dense network y = alphaᵀ σ(W[T-1] … σ(W[0] x)) over the caller's NumPy arrays.
+
+``weights[t]`` has shape (K_{t+1}, K_t); ``alpha`` has shape (K_T,). Both are viewed, never copied: an in-place
+update such as ``W -= lr * dW`` is seen by the next call. ``activation`` is one name for every layer or a
+sequence of one name per layer (see ``mlpgrad.ACTIVATIONS``).
+)doc");
+    cls.def_property_readonly("widths", initialized(&MLP::widths), "(K_0, ..., K_T).")
+        .def_property_readonly("depth", initialized(&MLP::depth), "T, the number of weight matrices.")
+        .def_property_readonly("dtype", initialized(&MLP::dtype), "float32 or float64: the weights' dtype.")
+        .def_property_readonly("activations", initialized(&MLP::activations), "One activation name per layer.")
+        .def_property_readonly("weights", initialized(&MLP::weights), "The very weight arrays passed in (not copies).")
+        .def_property_readonly("alpha", initialized(&MLP::alpha), "The very alpha array passed in (not a copy).")
+        .def_property_readonly(
+            "z", [](py::handle self) { return self_of<MLP>(self.ptr()).recorded(true); },
+            "z^0..z^T of this thread's last forward pass, as read-only snapshot arrays.")
+        .def_property_readonly(
+            "u", [](py::handle self) { return self_of<MLP>(self.ptr()).recorded(false); },
+            "u^1..u^T of this thread's last forward pass, as read-only snapshot arrays.")
+        .def("__repr__", initialized(&MLP::repr));
+
+    forward_sig.intern();
+    backward_sig.intern();
+    value_and_grad_sig.intern();
+    forward_batch_sig.intern();
+    value_and_grad_batch_sig.intern();
+    new_gradients_sig.intern();
+    mlp_init_sig.intern();
+    getstate_sig.intern();
+    setstate_sig.intern();
+    reduce_sig.intern();
+    reduce_ex_sig.intern();
+    for (auto& def : mlp_methods) add_fast_method(cls, def);
+    mlp_reduce_descriptor = py::object(cls.attr("__dict__")["__reduce__"]).release().ptr();  // kept for good
+    finish_class<MLP>(cls, "mlpgrad.MLP", /*own_layout=*/true);
+}
+
+}  // namespace mlpgrad_python
