@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from typing import Optional
 
-from .report import fmt_speedup, fmt_time, machine
+from .report import fmt_speedup, fmt_time, machine, markdown_table
 from .training_step import (BATCHES, DTYPES, MLPGRAD_COMPUTES_X, NETWORKS, THREAD_SETTINGS, Measurement, Peak,
                             SettingRun, TrainingStepRun, cells, peak_fraction, ratio, run_settings)
 
@@ -107,9 +107,7 @@ def to_markdown(result: TrainingStepRun) -> str:
     for run in result.settings:
         headers = _headers(run)
         out.append(f"**Training step, {_setting_title(run)}**: median time (GFLOP/s, % of peak)\n")
-        out.append("| " + " | ".join(headers) + " |")
-        out.append("|" + "|".join(":---" if h in ("network", "dtype", "∂x") else "---:" for h in headers) + "|")
-        out += ["| " + " | ".join(row) + " |" for row in _rows(run, markup=False)]
+        out += markdown_table(headers, _rows(run, markup=False), left=("network", "dtype", "∂x"))
         out.append("")
     out += [line + "\n" for line in _footer(result, markup=False)]
     return "\n".join(out)
