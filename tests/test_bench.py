@@ -165,18 +165,23 @@ json.dump(statuses, sys.stdout)
 """
 
 
-@pytest.mark.parametrize("module", ["torch", "jax"])
-def test_installed_frameworks_agree_with_mlpgrad(module):
-    """In a child process: JAX and PyTorch start thread pools, which other tests' os.fork() must not inherit."""
+def _statuses_in_child(script, module):
+    """What ``script`` prints (JSON) when run with peer ``module`` in a child process: JAX and PyTorch start
+    thread pools, which other tests' os.fork() must not inherit. Skips the test if ``module`` is not installed."""
     import importlib.util
     import subprocess
 
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} is not installed")
-    done = subprocess.run([sys.executable, "-c", _AGREE, module], capture_output=True, text=True, encoding="utf-8",
+    done = subprocess.run([sys.executable, "-c", script, module], capture_output=True, text=True, encoding="utf-8",
                           timeout=300)
     assert done.returncode == 0, done.stderr
-    statuses = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("module", ["torch", "jax"])
+def test_installed_frameworks_agree_with_mlpgrad(module):
+    statuses = _statuses_in_child(_AGREE, module)
     assert len(statuses) == 10
     assert all(status == "timed" for _, _, status, _ in statuses), statuses
 
@@ -474,16 +479,7 @@ json.dump([[c.describe(), ms[sys.argv[1]].status, ms[sys.argv[1]].reason] for c,
 
 @pytest.mark.parametrize("module", ["torch", "jax"])
 def test_training_step_frameworks_agree_with_mlpgrad(module):
-    """In a child process, like test_installed_frameworks_agree_with_mlpgrad."""
-    import importlib.util
-    import subprocess
-
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} is not installed")
-    done = subprocess.run([sys.executable, "-c", _TS_AGREE, module], capture_output=True, text=True, encoding="utf-8",
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    statuses = json.loads(done.stdout)
+    statuses = _statuses_in_child(_TS_AGREE, module)
     assert len(statuses) == 6 and all(status == "timed" for _, status, _ in statuses), statuses
 
 
