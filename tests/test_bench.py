@@ -33,10 +33,11 @@ def plain_output(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "")  # the bench sets it; restored after each test
 
 
-class WrongAlpha(NumpyPeer):
-    """NumPy with ∂/∂alpha 1 % too large (off by 0.01 where it is 0: a dead ReLU layer); counts its calls."""
+class Wrong:
+    """Mixed in before a peer class: the peer named "wrong", its gradients changed by ``corrupt(g)`` after every
+    call, counting its calls."""
 
-    name, label = "wrong", "WrongPeer"
+    name = "wrong"
 
     def __init__(self):
         self.calls = 0
@@ -47,10 +48,20 @@ class WrongAlpha(NumpyPeer):
         def wrong():
             self.calls += 1
             yhat, g = call()
-            g.alpha[...] = np.where(g.alpha == 0, 0.01, 1.01 * g.alpha)
+            self.corrupt(g)
             return yhat, g
 
         return wrong
+
+
+class WrongAlpha(Wrong, NumpyPeer):
+    """NumPy with ∂/∂alpha 1 % too large (off by 0.01 where it is 0: a dead ReLU layer); counts its calls."""
+
+    label = "WrongPeer"
+
+    @staticmethod
+    def corrupt(g):
+        g.alpha[...] = np.where(g.alpha == 0, 0.01, 1.01 * g.alpha)
 
 
 class Broken(NumpyPeer):
@@ -414,24 +425,14 @@ def test_training_step_tiny_grid_agrees_and_reports_gflops():
         assert ts.peak_fraction(ms["mlpgrad"], run.peaks[cell.dtype]) == ms["mlpgrad"].gflops / run.peaks[cell.dtype].gflops
 
 
-class WrongStep(ts.NumpyStep):
+class WrongStep(Wrong, ts.NumpyStep):
     """The NumPy step with ∂/∂W[0] 1 % too large; counts its calls."""
 
-    name, label = "wrong", "WrongStep"
+    label = "WrongStep"
 
-    def __init__(self):
-        self.calls = 0
-
-    def bind(self, problem):
-        call = super().bind(problem)
-
-        def wrong():
-            self.calls += 1
-            yhat, g = call()
-            g.weights[0][...] *= 1.01
-            return yhat, g
-
-        return wrong
+    @staticmethod
+    def corrupt(g):
+        g.weights[0][...] *= 1.01
 
 
 @pytest.fixture
