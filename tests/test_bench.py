@@ -33,10 +33,11 @@ def plain_output(monkeypatch):
     monkeypatch.setenv("XLA_FLAGS", "")  # the bench sets it; restored after each test
 
 
-class WrongAlpha(NumpyPeer):
-    """NumPy with ∂/∂alpha 1 % too large (off by 0.01 where it is 0: a dead ReLU layer); counts its calls."""
+class Wrong:
+    """Mixed in before a peer class: the peer named "wrong", its gradients changed by ``corrupt(g)`` after every
+    call, counting its calls."""
 
-    name, label = "wrong", "WrongPeer"
+    name = "wrong"
 
     def __init__(self):
         self.calls = 0
@@ -47,10 +48,20 @@ class WrongAlpha(NumpyPeer):
         def wrong():
             self.calls += 1
             yhat, g = call()
-            g.alpha[...] = np.where(g.alpha == 0, 0.01, 1.01 * g.alpha)
+            self.corrupt(g)
             return yhat, g
 
         return wrong
+
+
+class WrongAlpha(Wrong, NumpyPeer):
+    """NumPy with ∂/∂alpha 1 % too large (off by 0.01 where it is 0: a dead ReLU layer); counts its calls."""
+
+    label = "WrongPeer"
+
+    @staticmethod
+    def corrupt(g):
+        g.alpha[...] = np.where(g.alpha == 0, 0.01, 1.01 * g.alpha)
 
 
 class Broken(NumpyPeer):
@@ -165,18 +176,23 @@ json.dump(statuses, sys.stdout)
 """
 
 
-@pytest.mark.parametrize("module", ["torch", "jax"])
-def test_installed_frameworks_agree_with_mlpgrad(module):
-    """In a child process: JAX and PyTorch start thread pools, which other tests' os.fork() must not inherit."""
+def _statuses_in_child(script, module):
+    """What ``script`` prints (JSON) when run with peer ``module`` in a child process: JAX and PyTorch start
+    thread pools, which other tests' os.fork() must not inherit. Skips the test if ``module`` is not installed."""
     import importlib.util
     import subprocess
 
     if importlib.util.find_spec(module) is None:
         pytest.skip(f"{module} is not installed")
-    done = subprocess.run([sys.executable, "-c", _AGREE, module], capture_output=True, text=True, encoding="utf-8",
+    done = subprocess.run([sys.executable, "-c", script, module], capture_output=True, text=True, encoding="utf-8",
                           timeout=300)
     assert done.returncode == 0, done.stderr
-    statuses = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+@pytest.mark.parametrize("module", ["torch", "jax"])
+def test_installed_frameworks_agree_with_mlpgrad(module):
+    statuses = _statuses_in_child(_AGREE, module)
     assert len(statuses) == 10
     assert all(status == "timed" for _, _, status, _ in statuses), statuses
 
@@ -409,24 +425,14 @@ def test_training_step_tiny_grid_agrees_and_reports_gflops():
         assert ts.peak_fraction(ms["mlpgrad"], run.peaks[cell.dtype]) == ms["mlpgrad"].gflops / run.peaks[cell.dtype].gflops
 
 
-class WrongStep(ts.NumpyStep):
+class WrongStep(Wrong, ts.NumpyStep):
     """The NumPy step with ∂/∂W[0] 1 % too large; counts its calls."""
 
-    name, label = "wrong", "WrongStep"
+    label = "WrongStep"
 
-    def __init__(self):
-        self.calls = 0
-
-    def bind(self, problem):
-        call = super().bind(problem)
-
-        def wrong():
-            self.calls += 1
-            yhat, g = call()
-            g.weights[0][...] *= 1.01
-            return yhat, g
-
-        return wrong
+    @staticmethod
+    def corrupt(g):
+        g.weights[0][...] *= 1.01
 
 
 @pytest.fixture
@@ -474,16 +480,7 @@ json.dump([[c.describe(), ms[sys.argv[1]].status, ms[sys.argv[1]].reason] for c,
 
 @pytest.mark.parametrize("module", ["torch", "jax"])
 def test_training_step_frameworks_agree_with_mlpgrad(module):
-    """In a child process, like test_installed_frameworks_agree_with_mlpgrad."""
-    import importlib.util
-    import subprocess
-
-    if importlib.util.find_spec(module) is None:
-        pytest.skip(f"{module} is not installed")
-    done = subprocess.run([sys.executable, "-c", _TS_AGREE, module], capture_output=True, text=True, encoding="utf-8",
-                          timeout=300)
-    assert done.returncode == 0, done.stderr
-    statuses = json.loads(done.stdout)
+    statuses = _statuses_in_child(_TS_AGREE, module)
     assert len(statuses) == 6 and all(status == "timed" for _, status, _ in statuses), statuses
 
 

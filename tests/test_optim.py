@@ -2,6 +2,7 @@
 torch.optim (where installed), in place on the network's very arrays, and clear errors before any write."""
 from __future__ import annotations
 
+import functools
 import threading
 import types
 
@@ -87,26 +88,35 @@ def adam_kwargs(o):
 
 
 # --------------------------------------------------------------------------- bit for bit against NumPy
+def check_steps_against_textbook(opt, params, textbook, fields, checked_fields, seed):
+    """Five steps of ``opt`` against ``textbook(theta, g, *state, t)`` run on copies, bit for bit: every
+    parameter (``params``: the network's arrays), and the optimiser's state arrays ``checked_fields`` (of the
+    textbook's ``fields``), after each step."""
+    names = [f"weights[{i}]" for i in range(len(params) - 1)] + ["alpha"]
+    expected = [p.copy() for p in params]
+    state = [{field: np.zeros_like(p) for field in fields} for p in params]
+    rng = np.random.default_rng(seed)
+    grads = None
+    for t in range(1, 6):
+        grads = random_gradients(opt.net, rng, grads)
+        opt.step(grads)
+        for e, g, s in zip(expected, grads.weights + [grads.alpha], state):
+            textbook(e, g.copy(), *s.values(), t)
+        for name, p, e in zip(names, params, expected):
+            assert_bitwise_equal(p, e, f"step {t} {name}")
+        for name, s in zip(opt.state, state):
+            for field in checked_fields:
+                assert_bitwise_equal(opt.state[name][field], s[field], f"step {t} {field} of {name}")
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("options", SGD_OPTIONS, ids=str)
 def test_sgd_steps_are_the_textbook_bit_for_bit(dtype, options):
     net, weights, alpha = network(dtype)
     opt = optim.SGD(net, **options)
-    params = weights + [alpha]
-    expected = [p.copy() for p in params]
-    velocity = [np.zeros_like(p) for p in params]
-    rng = np.random.default_rng(1)
-    grads = None
-    for t in range(1, 6):
-        grads = random_gradients(net, rng, grads)
-        opt.step(grads)
-        for e, g, b in zip(expected, grads.weights + [grads.alpha], velocity):
-            textbook_sgd(e, g.copy(), b, t, **sgd_kwargs(options))
-        for name, p, e in zip([f"weights[{i}]" for i in range(len(weights))] + ["alpha"], params, expected):
-            assert_bitwise_equal(p, e, f"step {t} {name}")
-        if "momentum" in options:
-            for name, b in zip(opt.state, velocity):
-                assert_bitwise_equal(opt.state[name]["velocity"], b, f"step {t} velocity of {name}")
+    textbook = functools.partial(textbook_sgd, **sgd_kwargs(options))
+    check_steps_against_textbook(opt, weights + [alpha], textbook, ("velocity",),
+                                 ("velocity",) if "momentum" in options else (), seed=1)
     assert opt.steps == 5
 
 
@@ -115,22 +125,8 @@ def test_sgd_steps_are_the_textbook_bit_for_bit(dtype, options):
 def test_adam_steps_are_the_textbook_bit_for_bit(dtype, options):
     net, weights, alpha = network(dtype)
     opt = optim.Adam(net, **options)
-    params = weights + [alpha]
-    expected = [p.copy() for p in params]
-    m = [np.zeros_like(p) for p in params]
-    v = [np.zeros_like(p) for p in params]
-    rng = np.random.default_rng(2)
-    grads = None
-    for t in range(1, 6):
-        grads = random_gradients(net, rng, grads)
-        opt.step(grads)
-        for e, g, m_, v_ in zip(expected, grads.weights + [grads.alpha], m, v):
-            textbook_adam(e, g.copy(), m_, v_, t, **adam_kwargs(options))
-        for i, (p, e) in enumerate(zip(params, expected)):
-            assert_bitwise_equal(p, e, f"step {t} parameter {i}")
-        for name, m_, v_ in zip(opt.state, m, v):
-            assert_bitwise_equal(opt.state[name]["m"], m_, f"step {t} m of {name}")
-            assert_bitwise_equal(opt.state[name]["v"], v_, f"step {t} v of {name}")
+    textbook = functools.partial(textbook_adam, **adam_kwargs(options))
+    check_steps_against_textbook(opt, weights + [alpha], textbook, ("m", "v"), ("m", "v"), seed=2)
 
 
 @given(st.sampled_from(DTYPES), st.integers(1, 40), st.integers(1, 4), st.integers(0, 2**32 - 1),

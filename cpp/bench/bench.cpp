@@ -10,8 +10,9 @@
 // to a volatile sink.
 #include <mlpgrad/mlpgrad.hpp>
 
+#include "bench_timing.hpp"
+
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -23,17 +24,8 @@
 
 namespace {
 
-volatile double sink = 0.0;
-
-// The compiler must assume that every byte of memory may be read after this point (so stores into the tape and
-// the gradients happen) and may have changed (so nothing is hoisted out of the timing loop).
-inline void clobber_memory() {
-#if defined(__GNUC__) || defined(__clang__)
-    asm volatile("" : : : "memory");
-#else
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-#endif
-}
+using mlpgrad_bench::clobber_memory;
+using mlpgrad_bench::sink;
 
 struct Options {
     std::vector<std::size_t> widths = {4, 8, 16, 32, 64, 256};

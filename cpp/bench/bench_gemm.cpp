@@ -18,8 +18,9 @@
 #include <mlpgrad/gemm/peak.hpp>
 #include <mlpgrad/parallel/thread_pool.hpp>
 
+#include "bench_timing.hpp"
+
 #include <algorithm>
-#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -35,15 +36,8 @@ namespace {
 using mlpgrad::MatrixView;
 namespace gemm = mlpgrad::gemm;
 
-volatile double sink = 0.0;
-
-inline void clobber_memory() {
-#if defined(__GNUC__) || defined(__clang__)
-    asm volatile("" : : : "memory");
-#else
-    std::atomic_signal_fence(std::memory_order_seq_cst);
-#endif
-}
+using mlpgrad_bench::clobber_memory;
+using mlpgrad_bench::sink;
 
 struct Options {
     int repeats = 9;

@@ -18,31 +18,11 @@ void check_finite_differences(OwnedNet<T> onet, std::uint64_t seed) {
     mlpgrad::Tape<T> tape;
     mlpgrad::Gradients<T> g(net.widths());
     const T yhat = mlpgrad::value_and_grad(net, cview(x), tape, dy, g.view());
-    const std::vector<bool> pattern = kink_pattern(net, tape);
-    const bool kinked = std::any_of(net.activations().begin(), net.activations().end(), has_kink);
 
     mlpgrad::Tape<T> fd_tape;
-    std::size_t parameters = 0, skipped = 0;
-    // The central difference for parameter p, evaluated in T (the forward pass under test) and divided by
-    // the step actually taken after rounding. A ReLU network is piecewise linear: a parameter whose ±h
-    // steps cross a kink is skipped (its difference quotient means nothing), and counted.
-    auto central = [&](T& p, T analytic) -> double {
-        ++parameters;
-        const T original = p;
-        const T plus = original + T(FD::step), minus = original - T(FD::step);
-        p = plus;
-        const double f_plus = static_cast<double>(dy * mlpgrad::forward(net, cview(x), fd_tape));
-        const bool same_plus = kink_pattern(net, fd_tape) == pattern;
-        p = minus;
-        const double f_minus = static_cast<double>(dy * mlpgrad::forward(net, cview(x), fd_tape));
-        const bool same_minus = kink_pattern(net, fd_tape) == pattern;
-        p = original;
-        if (kinked && !(same_plus && same_minus)) {
-            ++skipped;
-            return static_cast<double>(analytic);
-        }
-        return (f_plus - f_minus) / (static_cast<double>(plus) - static_cast<double>(minus));
-    };
+    CentralDifference<T> difference(net, tape, fd_tape);
+    auto f = [&] { return static_cast<double>(dy * mlpgrad::forward(net, cview(x), fd_tape)); };
+    auto central = [&](T& p, T analytic) { return difference(f, p, analytic); };
 
     for (std::size_t t = 0; t < T_; ++t) {
         std::vector<double> fd;
@@ -55,7 +35,8 @@ void check_finite_differences(OwnedNet<T> onet, std::uint64_t seed) {
     for (std::size_t j = 0; j < x.size(); ++j) fd_x.push_back(central(x[j], g.x()[j]));
     EXPECT_TRUE(all_close(g.alpha().data, fd_alpha.data(), fd_alpha.size(), FD::tol)) << "∂/∂alpha";
     EXPECT_TRUE(all_close(g.x().data, fd_x.data(), fd_x.size(), FD::tol)) << "∂/∂x";
-    EXPECT_LE(skipped * 5, parameters) << "too many parameters next to a kink to be a meaningful check";
+    EXPECT_LE(difference.skipped * 5, difference.parameters)
+        << "too many parameters next to a kink to be a meaningful check";
 
     // The unperturbed network again gives the same ŷ (perturbations were undone exactly).
     EXPECT_EQ(mlpgrad::forward(net, cview(x), fd_tape), yhat);

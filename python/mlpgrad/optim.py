@@ -120,8 +120,9 @@ def _flag(name: str, value) -> bool:
 class _Optimizer:
     """What SGD and Adam share: the network's parameters, the step count, the check of ``grads``.
 
-    A subclass gives ``_kernel`` (the binding's update of one array), ``_state_arguments(state)`` (its state
-    arrays for one parameter, in the kernel's order) and ``_options()`` (its hyperparameters, in order).
+    A subclass gives ``_kernel`` (the binding's update of one array), ``_check`` (the binding's range check
+    of the hyperparameters), ``_state_arguments(state)`` (its state arrays for one parameter, in the kernel's
+    order) and ``_options()`` (its hyperparameters, lr first, in the order of both ``_kernel`` and ``_check``).
     """
 
     _state_names: Tuple[str, ...] = ()
@@ -139,6 +140,17 @@ class _Optimizer:
         #: The number of steps taken so far.
         self.steps = 0
         self._checked: Optional[Tuple[Any, list, List[tuple]]] = None
+
+    @property
+    def lr(self) -> float:
+        """The learning rate; may be changed between steps (a schedule)."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        value = _real("lr", value)
+        self._check(value, *self._options()[1:])  # the new lr with the other (fixed) options
+        self._lr = value
 
     def _require_separate_parameters(self) -> None:
         # Parameters that share memory (tied weights) would be updated twice, from inconsistent values.
@@ -199,18 +211,7 @@ class SGD(_Optimizer):
     nesterov = property(lambda self: self._nesterov, doc="Nesterov momentum or not (fixed).")
     weight_decay = property(lambda self: self._weight_decay, doc="λ (fixed).")
 
-    @property
-    def lr(self) -> float:
-        """The learning rate; may be changed between steps (a schedule)."""
-        return self._lr
-
-    @lr.setter
-    def lr(self, value: float) -> None:
-        value = _real("lr", value)
-        _core._sgd_check(value, self.momentum, self.nesterov, self.weight_decay)
-        self._lr = value
-
-    _kernel = staticmethod(_core._sgd_update)
+    _kernel, _check = staticmethod(_core._sgd_update), staticmethod(_core._sgd_check)
 
     @staticmethod
     def _state_arguments(state):
@@ -252,18 +253,7 @@ class Adam(_Optimizer):
     weight_decay = property(lambda self: self._weight_decay, doc="λ (fixed).")
     decoupled = property(lambda self: self._decoupled, doc="AdamW (decoupled weight decay) or Adam (L2) (fixed).")
 
-    @property
-    def lr(self) -> float:
-        """The learning rate; may be changed between steps (a schedule)."""
-        return self._lr
-
-    @lr.setter
-    def lr(self, value: float) -> None:
-        value = _real("lr", value)
-        _core._adam_check(value, *self.betas, self.eps, self.weight_decay, self.decoupled)
-        self._lr = value
-
-    _kernel = staticmethod(_core._adam_update)
+    _kernel, _check = staticmethod(_core._adam_update), staticmethod(_core._adam_check)
 
     @staticmethod
     def _state_arguments(state):

@@ -28,7 +28,7 @@ from typing import Callable, Optional
 import numpy as np
 
 __all__ = ["Problem", "Result", "Peer", "MlpgradPeer", "NumpyPeer", "OraclePeer", "TorchPeer", "JaxPeer",
-           "PEERS", "make_problem", "default_peers", "configure_xla_threads", "thread_limits"]
+           "PEERS", "make_problem", "default_peers", "instantiate", "configure_xla_threads", "thread_limits"]
 
 
 # ----------------------------------------------------------------------------- problems and results
@@ -316,11 +316,17 @@ PEERS = {p.name: p for p in (MlpgradPeer, NumpyPeer, OraclePeer, TorchPeer, JaxP
 
 def default_peers(names=None) -> list:
     """Instances of the named peers (default: all), mlpgrad always first."""
-    names = list(PEERS) if names is None else ["mlpgrad"] + [n for n in names if n != "mlpgrad"]
-    unknown = [n for n in names if n not in PEERS]
+    return instantiate(PEERS, names)
+
+
+def instantiate(registry: dict, names=None) -> list:
+    """Instances of the peers of ``registry`` (name to class) named in ``names`` (default: all), each once,
+    mlpgrad always first; ValueError naming any unknown peer."""
+    names = list(registry) if names is None else ["mlpgrad"] + [n for n in names if n != "mlpgrad"]
+    unknown = [n for n in names if n not in registry]
     if unknown:
-        raise ValueError(f"unknown peer(s) {unknown}; expected some of {list(PEERS)}")
-    return [PEERS[n]() for n in dict.fromkeys(names)]
+        raise ValueError(f"unknown peer(s) {unknown}; expected some of {list(registry)}")
+    return [registry[n]() for n in dict.fromkeys(names)]
 
 
 # ----------------------------------------------------------------------------- threads

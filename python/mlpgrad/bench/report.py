@@ -11,7 +11,7 @@ from typing import Optional
 from .grid import FIT_MIN_EDGES, GridRun, fit_slope
 from .timing import blas_description, core_count, cpu_model
 
-__all__ = ["fmt_time", "machine", "render", "to_json", "to_markdown", "speedup_summary", "SCHEMA"]
+__all__ = ["fmt_time", "machine", "markdown_table", "render", "to_json", "to_markdown", "speedup_summary", "SCHEMA"]
 
 SCHEMA = "mlpgrad-bench-grid/1"
 MODES = {"single": "value_and_grad, one example", "batch": "value_and_grad_batch"}
@@ -189,19 +189,23 @@ def to_markdown(run: GridRun) -> str:
             continue
         headers = _headers(run, mode)
         out.append(f"**{title}**: median time per call, and mlpgrad's speed-up over each peer\n")
-        out.append("| " + " | ".join(headers) + " |")
-        out.append("|" + "|".join(":---" if h == "dtype" else "---:" for h in headers) + "|")
-        out += ["| " + " | ".join(row) + " |" for row in rows]
+        out += markdown_table(headers, rows, left=("dtype",))
         out.append("")
     summary = speedup_summary(run)
     if summary:
-        out.append("| peer | calls | cells | min | geometric mean | max |")
-        out.append("|:---|:---|---:|---:|---:|---:|")
-        out += [f"| {label} | {MODES[mode]} | {n} | {fmt_speedup(lo)} | {fmt_speedup(geo)} | {fmt_speedup(hi)} |"
-                for label, mode, n, lo, geo, hi in summary]
+        out += markdown_table(("peer", "calls", "cells", "min", "geometric mean", "max"),
+                              [(label, MODES[mode], str(n), fmt_speedup(lo), fmt_speedup(geo), fmt_speedup(hi))
+                               for label, mode, n, lo, geo, hi in summary], left=("peer", "calls"))
         out.append("")
     out += [line + "\n" for line in _footer(run, markup=False)]
     return "\n".join(out)
+
+
+def markdown_table(headers, rows, left=()) -> list:
+    """The lines of a Markdown table of ``headers`` and ``rows`` (sequences of cell strings); the columns
+    named in ``left`` are aligned left, the others (numbers) right."""
+    return (["| " + " | ".join(headers) + " |", "|" + "|".join(":---" if h in left else "---:" for h in headers) + "|"]
+            + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def to_json(run: GridRun, command: Optional[str] = None) -> dict:

@@ -3,11 +3,10 @@ one rich table per thread setting, the notes under them, the JSON record, the Ma
 glue (options to grid, progress bar, files)."""
 from __future__ import annotations
 
-import json
 from dataclasses import asdict
 from typing import Optional
 
-from .report import fmt_speedup, fmt_time, machine
+from .report import fmt_speedup, fmt_time, machine, markdown_table
 from .training_step import (BATCHES, DTYPES, MLPGRAD_COMPUTES_X, NETWORKS, THREAD_SETTINGS, Measurement, Peak,
                             SettingRun, TrainingStepRun, cells, peak_fraction, ratio, run_settings)
 
@@ -107,9 +106,7 @@ def to_markdown(result: TrainingStepRun) -> str:
     for run in result.settings:
         headers = _headers(run)
         out.append(f"**Training step, {_setting_title(run)}**: median time (GFLOP/s, % of peak)\n")
-        out.append("| " + " | ".join(headers) + " |")
-        out.append("|" + "|".join(":---" if h in ("network", "dtype", "∂x") else "---:" for h in headers) + "|")
-        out += ["| " + " | ".join(row) + " |" for row in _rows(run, markup=False)]
+        out += markdown_table(headers, _rows(run, markup=False), left=("network", "dtype", "∂x"))
         out.append("")
     out += [line + "\n" for line in _footer(result, markup=False)]
     return "\n".join(out)
@@ -138,33 +135,13 @@ def to_json(result: TrainingStepRun, command: Optional[str] = None) -> dict:
 
 def run_command(args, console) -> int:
     """``bench --training-step``: exit code 1 if a peer disagreed with mlpgrad or failed."""
-    import shlex
-
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
-    from .command import QUICK_REPEATS, QUICK_RUN_NS, REPEATS, RUN_NS
+    from .command import progress_bar, timing, write_files
 
     grid = cells(args.networks or NETWORKS, args.batch_sizes or BATCHES, args.dtypes or DTYPES)
-    repeats = args.repeats or (QUICK_REPEATS if args.quick else REPEATS)
-    run_ns = int(args.run_ms * 1e6) if args.run_ms else (QUICK_RUN_NS if args.quick else RUN_NS)
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, transient=True) as bar:
-        task = bar.add_task("starting", total=len(grid) * len(THREAD_SETTINGS))
-        result = run_settings(grid, args.peers, repeats=repeats, run_ns=run_ns, seed=args.seed,
-                              progress=lambda done, total, what: bar.update(task, completed=done,
-                                                                            description=f"bench: {what}"))
+    repeats, run_ns = timing(args)
+    with progress_bar(console, "starting", len(grid) * len(THREAD_SETTINGS)) as progress:
+        result = run_settings(grid, args.peers, repeats=repeats, run_ns=run_ns, seed=args.seed, progress=progress)
     render(result, console)
-    argv = getattr(args, "argv", None)
-    command = None if argv is None else "python -m mlpgrad " + " ".join(shlex.quote(a) for a in argv)
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(to_json(result, command), f, indent=2)
-            f.write("\n")
-    if args.markdown:
-        with open(args.markdown, "w", encoding="utf-8") as f:
-            f.write(to_markdown(result))
-    for path, what in ((args.json, "JSON"), (args.markdown, "Markdown")):
-        if path:
-            console.print(f"{what} written to {path}")
+    write_files(args, console, result, to_json, to_markdown)
     bad = [m for run in result.settings for _, ms in run.results for m in ms.values() if m.status in ("wrong", "failed")]
     return 1 if bad else 0

@@ -32,7 +32,7 @@ import numpy as np
 
 from . import peers as peers_mod
 from .grid import TOLERANCES, PeerInfo, _load, check
-from .peers import JaxPeer, MlpgradPeer, NumpyPeer, Result, TorchPeer, thread_limits
+from .peers import JaxPeer, MlpgradPeer, NumpyPeer, Result, TorchPeer, instantiate, thread_limits
 from .timing import time_side_by_side
 
 __all__ = ["NETWORKS", "BATCHES", "DTYPES", "Cell", "Problem", "Measurement", "Peak", "SettingRun", "TrainingStepRun",
@@ -267,11 +267,7 @@ STEP_PEERS = {p.name: p for p in (MlpgradStep, NumpyStep, TorchStep, JaxStep)}
 
 def training_peers(names=None) -> list:
     """Instances of the named peers (default: all), mlpgrad always first."""
-    names = list(STEP_PEERS) if names is None else ["mlpgrad"] + [n for n in names if n != "mlpgrad"]
-    unknown = [n for n in names if n not in STEP_PEERS]
-    if unknown:
-        raise ValueError(f"unknown peer(s) {unknown}; expected some of {list(STEP_PEERS)}")
-    return [STEP_PEERS[n]() for n in dict.fromkeys(names)]
+    return instantiate(STEP_PEERS, names)
 
 
 # ----------------------------------------------------------------------------- results
