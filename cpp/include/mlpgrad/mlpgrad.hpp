@@ -12,6 +12,11 @@
 //   backward.hpp     backward(), value_and_grad(): the backward recursion, for dy ∈ ℝ^m
 //   batch.hpp        BatchTape<T>, forward_batch(), backward_batch()
 //   optim/           optimiser updates, one fused in-place pass per parameter array: sgd.hpp, adam.hpp
+//
+// Included on their own (not by this header):
+//   gemm/gemm.hpp    packed GEMM (blocking, pack, micro-kernel, epilogues) for the batch layers; gemm/peak.hpp
+//   parallel/        ThreadPool: caller-owned threads for the GEMM
+//   dag.hpp          dag::Graph<T> and its passes: backpropagation on any DAG (the notes' Question 2)
 #pragma once
 
 #define MLPGRAD_VERSION_MAJOR 0
