@@ -79,6 +79,16 @@ inline T dot(const T* a, const T* b, std::size_t n) {
     return out;
 }
 
+// y += a x (elementwise: no sum, so no blocking needed)
+template <class T>
+inline void axpy(T a, const T* x, T* y, std::size_t n) {
+    constexpr std::size_t V = Vec<T>::size;
+    const auto va = Vec<T>::broadcast(a);
+    const std::size_t full = n - n % V;
+    for (std::size_t j = 0; j < full; j += V) simd::fma(va, Vec<T>::load(x + j), Vec<T>::load(y + j)).store(y + j);
+    for (std::size_t k = full; k < n; ++k) y[k] += a * x[k];
+}
+
 template <Activation A, class T>
 inline void activate(const T* u, T* z, std::size_t n) {
     for (std::size_t k = 0; k < n; ++k) z[k] = activation_traits<A>::apply(u[k]);
