@@ -417,10 +417,10 @@ def test_training_step_tiny_grid_agrees_and_reports_gflops():
         for name, m in ms.items():
             assert m.status == "timed" and m.ns > 0 and m.check <= grid_mod.TOLERANCES[cell.dtype], (cell, name, m)
             assert m.gflops == m.flops / m.ns
-        # mlpgrad computes ∂x in every cell (no parameter-only gradients yet); NumPy only where asked
-        assert ms["mlpgrad"].computes_x and ms["mlpgrad"].flops == ts.flops(cell.widths, cell.B, True)
-        assert ms["numpy"].computes_x == cell.input_grad
-        assert ms["numpy"].flops == ts.flops(cell.widths, cell.B, cell.input_grad)
+        # both compute ∂x only where the cell asks for it (mlpgrad through parameter-only gradients)
+        for name in ("mlpgrad", "numpy"):
+            assert ms[name].computes_x == cell.input_grad
+            assert ms[name].flops == ts.flops(cell.widths, cell.B, cell.input_grad)
         assert ts.ratio(ms, run) == ms["numpy"].ns / ms["mlpgrad"].ns
         assert ts.peak_fraction(ms["mlpgrad"], run.peaks[cell.dtype]) == ms["mlpgrad"].gflops / run.peaks[cell.dtype].gflops
 
@@ -492,9 +492,9 @@ def test_cli_training_step_writes_tables_json_and_markdown(tmp_path, capsys):
     text = capsys.readouterr().out
     for needle in ("training step, peers at their default threads", "training step, every peer pinned to one thread",
                    "fastest peer ÷ mlpgrad", "OpenBLAS sgemm 2048³, 1 thread, best of 10 before and after the cells: ",
-                   "OpenBLAS sgemm 2048³, default threads (", "†: mlpgrad computes ∂x too", "no †",
-                   f"JSON written to {out_json}"):
+                   "OpenBLAS sgemm 2048³, default threads (", f"JSON written to {out_json}"):
         assert needle in text, needle
+    assert "†" not in text  # mlpgrad skips ∂x where it is not asked for, as the peers do
 
     data = json.loads(out_json.read_text(encoding="utf-8"))
     assert data["schema"] == tr.SCHEMA and data["command"] == "python -m mlpgrad " + " ".join(argv)
@@ -506,10 +506,10 @@ def test_cli_training_step_writes_tables_json_and_markdown(tmp_path, capsys):
         assert r["network"] == "5-4-3-1" and r["B"] == 3 and r["dtype"] == "float32" and r["status"] == "timed"
         assert r["ns_per_call"] > 0 and r["gflops"] == pytest.approx(r["flops"] / r["ns_per_call"])
         assert r["peak_fraction"] > 0 and "sgemm 2048³" in r["peak"]
-        assert r["computes_x"] == (r["implementation"] == "mlpgrad" or r["input_grad"])
+        assert r["computes_x"] == r["input_grad"]
     md = out_md.read_text(encoding="utf-8")
     assert "| network | B | dtype | ∂x | mlpgrad | NumPy | fastest peer ÷ mlpgrad |" in md
-    assert "| 5-4-3-1 | 3 | float32 | no † |" in md
+    assert "| 5-4-3-1 | 3 | float32 | no |" in md and "†" not in md
 
 
 @pytest.mark.parametrize(

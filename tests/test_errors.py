@@ -430,7 +430,7 @@ def _signature_cases(weights, alpha):
         "MLP_twice": (lambda: mlpgrad.MLP(weights, alpha, alpha=alpha),
                       "MLP() got multiple values for argument 'alpha'"),
         "Gradients_keyword": (lambda: g(zz=None), "Gradients() got an unexpected keyword argument 'zz'; did you mean 'z'?"),
-        "Gradients_missing_x": (lambda: mlpgrad.Gradients(weights, alpha), "Gradients() missing required argument 'x'"),
+        "Gradients_missing_alpha": (lambda: mlpgrad.Gradients(weights), "Gradients() missing required argument 'alpha'"),
         "new_gradients_keyword": (lambda: net.new_gradients(bach=2),
                                   "new_gradients() got an unexpected keyword argument 'bach'; did you mean 'batch'?"),
         "new_gradients_too_many": (lambda: net.new_gradients(1, 2),

@@ -275,12 +275,15 @@ else:
 
     def same_gradients(got, expected, what):
         assert isinstance(got, mlpgrad.Gradients), f"{what}: got {type(got)}"
-        assert got.batch == expected.batch, f"{what}: batch {got.batch} != {expected.batch}"
+        if got.x is None:  # parameter-only gradients: no batch size, no ∂x; the parameter parts compared below
+            assert got.batch is None and got.z is None and got.u is None, what
+        else:
+            assert got.batch == expected.batch, f"{what}: batch {got.batch} != {expected.batch}"
+            same_bits(got.x, expected.x, f"{what}.x")
         assert len(got.weights) == len(expected.weights)
         for t, (a, b) in enumerate(zip(got.weights, expected.weights)):
             same_bits(a, b, f"{what}.weights[{t}]")
         same_bits(got.alpha, expected.alpha, f"{what}.alpha")
-        same_bits(got.x, expected.x, f"{what}.x")
         if got.z is not None:  # compared when the caller asked for them (expected always has them)
             for t, (a, b) in enumerate(zip(got.z, expected.z)):
                 same_bits(a, b, f"{what}.z[{t}]")
@@ -587,7 +590,8 @@ else:
         other = np.float32 if dtype == np.float64 else np.float64
         choice = data.draw(st.sampled_from(
             ["absent", "none", "fresh", "wrapped", "wrapped_no_zu", "other_net_same_widths", "read_only_later",
-             "other_dtype", "other_widths", "single_vs_batch", "other_batch", "aliases_network", "not_gradients"]),
+             "other_dtype", "other_widths", "single_vs_batch", "other_batch", "aliases_network", "not_gradients",
+             "parameter_only", "parameter_only_wrapped"]),
             label="out")
         if choice == "absent":
             return choice, ABSENT, True
@@ -614,6 +618,12 @@ else:
             return choice, net.new_gradients(batch=None if batch is not None else 2), False
         if choice == "other_batch":
             return choice, net.new_gradients(batch=(batch or 0) + 1), False
+        if choice == "parameter_only":  # fits any batch size; only the batch calls take it
+            return choice, net.new_gradients(batch=(batch or 0) + 3, x=False), batch is not None
+        if choice == "parameter_only_wrapped":
+            spec = out_spec(widths, dtype, batch=batch, with_zu=False)
+            del spec["x"]
+            return choice, mlpgrad.Gradients(**spec), batch is not None
         if choice == "aliases_network":  # out arrays that are the network's own weights/alpha
             spec = out_spec(widths, dtype, batch=batch)
             if weights:
@@ -715,7 +725,7 @@ else:
                     dy, dy_valid = out.alpha, True
                     dy_clean = out.alpha.copy()
                     inputs = [weights, alpha, X]
-                elif alias == "X_is_out_x":
+                elif alias == "X_is_out_x" and out.x is not None:
                     out.x[...] = converted(X, dtype)
                     X = out.x
                     inputs = [weights, alpha, dy]
@@ -731,6 +741,8 @@ else:
                 if isinstance(out, mlpgrad.Gradients):
                     assert r[1] is out
                 same_gradients(r[1], g_ref, desc)
+                # the backward pass again, from this thread's batch tape: the same bits
+                same_gradients(net.backward_batch(dy_clean), g_ref, desc + " then backward_batch")
 
     # ------------------------------------------------------------------------- new_gradients, properties
     # No batch between ~2**28 and ~2**38: NumPy could get that memory and new_gradients would zero it all.

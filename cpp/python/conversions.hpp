@@ -77,4 +77,13 @@ inline double as_real(py::handle obj, const char* what, double fallback) {
     return v;
 }
 
+// A flag such as new_gradients(x=...): True or False only (an int or None is more likely a misplaced batch
+// size than a flag); `fallback` when absent.
+inline bool as_flag(py::handle obj, const char* what, bool fallback) {
+    if (!obj) return fallback;
+    if (!PyBool_Check(obj.ptr()))
+        throw py::type_error(std::string(what) + " must be True or False, got " + type_name(obj));
+    return obj.ptr() == Py_True;
+}
+
 }  // namespace mlpgrad_python

@@ -18,13 +18,13 @@ namespace mlpgrad_python {
 template <class T>
 struct TypedViews {
     mlpgrad::GradientsView<T> single;      // used when batch is empty
-    mlpgrad::BatchGradientsView<T> batch;  // used when batch is set
+    mlpgrad::BatchGradientsView<T> batch;  // used when batch is set, or for parameter-only gradients (empty x)
 };
 
 class GradientsObject {
   public:
     // Wraps (never copies) the caller's arrays. Checks dtypes, layout, writeability, shapes that chain, and
-    // that no two arrays overlap.
+    // that no two arrays overlap. x=None makes parameter-only gradients (for the batch calls, any batch size).
     GradientsObject(py::object weights, py::object alpha, py::object x, py::object z, py::object u) {
         if (!py::isinstance<py::list>(weights) && !py::isinstance<py::tuple>(weights))
             throw py::type_error("Gradients: weights must be a list of 2-D numpy arrays, got " + type_name(weights));
@@ -33,7 +33,13 @@ class GradientsObject {
         for (std::size_t t = 0; t < weight_items.size(); ++t)
             weights_.push_back(require_ndarray(weight_items[t], name("weights", t), why));
         alpha_ = require_ndarray(alpha, "out.alpha", why);
-        x_ = require_ndarray(x, "out.x", why);
+        if (x.is_none()) {
+            if (!z.is_none() || !u.is_none())
+                throw py::value_error("Gradients: parameter-only gradients (x=None) are for the batch calls, which "
+                                      "keep no z and u; pass z=None, u=None");
+        } else {
+            x_ = require_ndarray(x, "out.x", why);
+        }
         if (z.is_none() != u.is_none()) throw py::value_error("Gradients: z and u must be both given or both None");
         if (!z.is_none()) {
             for (const char* field : {"z", "u"}) {
@@ -57,7 +63,7 @@ class GradientsObject {
     // Arrays the binding has just allocated to fit a network: nothing to check.
     struct Fresh {};
     static constexpr Fresh fresh{};
-    GradientsObject(Fresh, std::vector<py::array> weights, py::array alpha, py::array x,
+    GradientsObject(Fresh, std::vector<py::array> weights, py::array alpha, std::optional<py::array> x,
                     std::optional<std::vector<py::array>> z, std::optional<std::vector<py::array>> u, DType dtype,
                     std::vector<std::size_t> widths, std::optional<std::size_t> batch)
         : weights_(std::move(weights)), alpha_(std::move(alpha)), x_(std::move(x)), z_(std::move(z)), u_(std::move(u)),
@@ -70,6 +76,8 @@ class GradientsObject {
     DType dtype() const { return dtype_; }
     const std::vector<std::size_t>& widths() const { return widths_; }
     std::optional<std::size_t> batch() const { return batch_; }
+    // No input gradient (.x is None): filled by the batch calls, for any batch size, skipping W^{[1]ᵀ} ∂U^1.
+    bool parameter_only() const { return !x_; }
     bool has_intermediates() const { return z_.has_value(); }
 
     template <class T>
@@ -79,7 +87,7 @@ class GradientsObject {
 
     py::list weights() const { return as_list(weights_); }
     py::array alpha() const { return alpha_; }
-    py::array x() const { return x_; }
+    py::object x() const { return x_ ? py::object(*x_) : py::object(py::none()); }
     py::object z() const { return z_ ? py::object(as_list(*z_)) : py::object(py::none()); }
     py::object u() const { return u_ ? py::object(as_list(*u_)) : py::object(py::none()); }
 
@@ -87,7 +95,7 @@ class GradientsObject {
         std::vector<NamedArray> out;
         for (std::size_t t = 0; t < weights_.size(); ++t) out.push_back({name("weights", t), weights_[t]});
         out.push_back({"out.alpha", alpha_});
-        out.push_back({"out.x", x_});
+        if (x_) out.push_back({"out.x", *x_});
         if (z_)
             for (std::size_t t = 0; t < z_->size(); ++t) out.push_back({name("z", t), (*z_)[t]});
         if (u_)
@@ -115,7 +123,7 @@ class GradientsObject {
         auto hit = [&](const py::array& a) { return overlap(r, byte_range(a)); };
         for (const auto& w : weights_)
             if (hit(w)) return true;
-        if (hit(alpha_) || hit(x_)) return true;
+        if (hit(alpha_) || (x_ && hit(*x_))) return true;
         for (const auto* list : {&z_, &u_})
             if (*list)
                 for (const auto& a : **list)
@@ -146,14 +154,15 @@ class GradientsObject {
             require_layout(na.array, na.name);
             require_writeable(na.array, na.name);
         }
-        // Shapes: x gives K_0 (and B for a batch), each weight chains, alpha is K_T.
-        if (x_.ndim() != 1 && x_.ndim() != 2)
-            throw py::value_error("out.x must be 1-D (K_0,) or 2-D (B, K_0) for a batch, got shape " + shape_string(x_));
-        if (x_.ndim() == 2) {
+        // Shapes: x gives K_0 (and B for a batch), each weight chains, alpha is K_T. Without x, K_0 comes from
+        // the first weight's columns (or alpha for depth 0).
+        if (x_ && x_->ndim() != 1 && x_->ndim() != 2)
+            throw py::value_error("out.x must be 1-D (K_0,) or 2-D (B, K_0) for a batch, got shape " + shape_string(*x_));
+        if (x_ && x_->ndim() == 2) {
             if (z_) throw py::value_error("Gradients: batch gradients (2-D out.x) keep no z and u; pass z=None, u=None");
-            batch_ = static_cast<std::size_t>(x_.shape(0));
+            batch_ = static_cast<std::size_t>(x_->shape(0));
         }
-        widths_ = {static_cast<std::size_t>(x_.shape(x_.ndim() - 1))};
+        widths_ = {input_width()};
         for (std::size_t t = 0; t < weights_.size(); ++t) {
             const auto& w = weights_[t];
             require_ndim(w, 2, name("weights", t), "(K_{t+1}, K_t)");
@@ -189,8 +198,18 @@ class GradientsObject {
             if (w.ndim() != 2) return "";
             shapes.emplace_back(static_cast<std::size_t>(w.shape(0)), static_cast<std::size_t>(w.shape(1)));
         }
-        return transposed_hint(shapes, static_cast<std::size_t>(x_.shape(x_.ndim() - 1)),
-                               static_cast<std::size_t>(alpha_.size()), "out.weights");
+        const auto k_in = x_ ? std::optional<std::size_t>(static_cast<std::size_t>(x_->shape(x_->ndim() - 1))) : std::nullopt;
+        return transposed_hint(shapes, k_in, static_cast<std::size_t>(alpha_.size()), "out.weights");
+    }
+
+    // K_0: x's last axis, or without x the first weight's columns (alpha's length for depth 0).
+    std::size_t input_width() const {
+        if (x_) return static_cast<std::size_t>(x_->shape(x_->ndim() - 1));
+        if (!weights_.empty()) {
+            require_ndim(weights_[0], 2, name("weights", 0), "(K_1, K_0)");
+            return static_cast<std::size_t>(weights_[0].shape(1));
+        }
+        return static_cast<std::size_t>(alpha_.size());
     }
 
     static void require_vector(const py::array& a, std::size_t n, const std::string& what) {
@@ -213,7 +232,7 @@ class GradientsObject {
         };
         for (const auto& w : weights_) add(w);
         add(alpha_);
-        add(x_);
+        if (x_) add(*x_);
         for (const auto* list : {&z_, &u_})
             if (*list)
                 for (const auto& a : **list) add(a);
@@ -242,15 +261,16 @@ class GradientsObject {
         for (const auto& w : weights_)
             weights.push_back({static_cast<T*>(const_cast<void*>(w.data())), static_cast<std::size_t>(w.shape(0)),
                                static_cast<std::size_t>(w.shape(1))});
-        if (batch_) {
+        if (batch_ || !x_) {
             v.batch.weights = std::move(weights);
             v.batch.alpha = vec(alpha_);
-            v.batch.x = {static_cast<T*>(const_cast<void*>(x_.data())), *batch_, widths_[0]};
+            // An empty x (0 × 0) is the core's "parameter gradients only".
+            if (x_) v.batch.x = {static_cast<T*>(const_cast<void*>(x_->data())), *batch_, widths_[0]};
             return v;
         }
         v.single.weights = std::move(weights);
         v.single.alpha = vec(alpha_);
-        v.single.x = vec(x_);
+        v.single.x = vec(*x_);
         if (z_) {
             for (const auto& a : *z_) v.single.z.push_back(vec(a));
             for (const auto& a : *u_) v.single.u.push_back(vec(a));
@@ -259,7 +279,8 @@ class GradientsObject {
     }
 
     std::vector<py::array> weights_;
-    py::array alpha_, x_;
+    py::array alpha_;
+    std::optional<py::array> x_;  // none for parameter-only gradients
     std::optional<std::vector<py::array>> z_, u_;
     DType dtype_ = DType::float64;
     std::vector<std::size_t> widths_;

@@ -54,18 +54,27 @@ inline py::object MLP::value_and_grad(py::handle x, py::handle dy, py::handle ou
     return visit([&](auto& m) { return value_and_grad_impl(m, x, dy, out); });
 }
 
-inline py::object MLP::new_gradients(py::handle batch) {
+inline py::object MLP::new_gradients(py::handle batch, py::handle x) {
     const auto b = parse_batch(batch);
+    const bool with_x = as_flag(x, "x", true);
+    if (!with_x && !b)
+        throw py::value_error("x=False needs batch=B: single-example gradients always hold dŷ/dx (the backward pass "
+                              "computes it on the way); parameter-only gradients are for the batch calls, "
+                              "net.new_gradients(batch=B, x=False), and fit any batch size");
     if (b) require_batch_fits(*b, "batch");
-    return visit([&](auto& m) { return new_gradients_impl(m, b); });
+    return visit([&](auto& m) { return new_gradients_impl(m, b, with_x); });
 }
 
 inline py::object MLP::forward_batch(py::handle X) {
-    return visit([&](auto& m) { return batch_impl(m, X, py::handle(), py::handle(), false); });
+    return visit([&](auto& m) { return batch_impl(m, X, py::handle(), py::handle(), BatchCall::forward); });
 }
 
 inline py::object MLP::value_and_grad_batch(py::handle X, py::handle dy, py::handle out) {
-    return visit([&](auto& m) { return batch_impl(m, X, dy, out, true); });
+    return visit([&](auto& m) { return batch_impl(m, X, dy, out, BatchCall::value_and_grad); });
+}
+
+inline py::object MLP::backward_batch(py::handle dy, py::handle out) {
+    return visit([&](auto& m) { return batch_impl(m, py::handle(), dy, out, BatchCall::backward); });
 }
 
 template <class T>
@@ -157,14 +166,16 @@ inline std::optional<std::size_t> MLP::parse_batch(py::handle batch) {
     return static_cast<std::size_t>(b);
 }
 
+// with_x = false (batch set): parameter-only gradients, with no x and no batch size (they fit any).
 template <class T>
-py::object MLP::new_gradients_impl(Model<T>& m, std::optional<std::size_t> batch) {
+py::object MLP::new_gradients_impl(Model<T>& m, std::optional<std::size_t> batch, bool with_x) {
     const auto& K = m.net.widths();
     const std::size_t T_ = m.net.depth();
     auto n = [](std::size_t v) { return static_cast<py::ssize_t>(v); };
     std::vector<py::array> weights;
     for (std::size_t t = 0; t < T_; ++t) weights.push_back(zeros<T>({n(K[t + 1]), n(K[t])}));
-    py::array x = batch ? zeros<T>({n(*batch), n(K[0])}) : zeros<T>({n(K[0])});
+    std::optional<py::array> x;
+    if (with_x) x = batch ? zeros<T>({n(*batch), n(K[0])}) : zeros<T>({n(K[0])});
     std::optional<std::vector<py::array>> z, u;
     if (!batch) {
         z.emplace();
@@ -174,53 +185,88 @@ py::object MLP::new_gradients_impl(Model<T>& m, std::optional<std::size_t> batch
     }
     // Fresh arrays made to fit: no need to re-check them, nor against this network.
     GradientsObject g(GradientsObject::fresh, std::move(weights), zeros<T>({n(K[T_])}), std::move(x), std::move(z),
-                      std::move(u), dtype_, K, batch);
+                      std::move(u), dtype_, K, with_x ? batch : std::nullopt);
     g.checked_against = id_;
     return py::cast(std::move(g));
 }
 
+// dy (B,) as given, or ones when not given (then `dy` is filled here).
 template <class T>
-py::object MLP::batch_impl(Model<T>& m, py::handle X_obj, py::handle dy_obj, py::handle out_obj, bool with_grad) {
-    auto X = as_input<T>(X_obj, "X");
-    if (X.ndim() != 2 || static_cast<std::size_t>(X.shape(1)) != m.net.width(0))
-        throw py::value_error("X has shape " + shape_string(X) + " but the network expects (B, " +
-                              std::to_string(m.net.width(0)) + ")");
-    const std::size_t B = static_cast<std::size_t>(X.shape(0));
-    require_batch_fits(B, "X");
+void MLP::require_batch_dy(py::array_t<T>& dy, bool given, std::size_t B, const char* examples) {
+    if (!given) {
+        dy = py::array_t<T>(static_cast<py::ssize_t>(B));
+        std::fill(dy.mutable_data(), dy.mutable_data() + B, T(1));
+    } else if (dy.ndim() != 1 || static_cast<std::size_t>(dy.shape(0)) != B) {
+        throw py::value_error("dy has shape " + shape_string(dy) + " but " + examples + " " + std::to_string(B) +
+                              " examples; expected " + shape_string({B}));
+    }
+}
+
+// dy is still read while gradients are written: a dy that aliases an out array is read from a copy.
+template <class T>
+void MLP::read_apart(py::array_t<T>& dy, const GradientsObject& g) {
+    if (!g.overlaps(byte_range(dy))) return;
+    const std::size_t B = static_cast<std::size_t>(dy.shape(0));
+    py::array_t<T> copy(static_cast<py::ssize_t>(B));
+    std::memcpy(copy.mutable_data(), dy.data(), B * sizeof(T));
+    dy = std::move(copy);
+}
+
+// The three batch calls, one path: forward_batch (forward pass only), value_and_grad_batch (both passes) and
+// backward_batch (the backward pass at this thread's last recorded batch, from its batch tape). One call site
+// per core pass keeps them inlined here, and the checks are the same by construction.
+template <class T>
+py::object MLP::batch_impl(Model<T>& m, py::handle X_obj, py::handle dy_obj, py::handle out_obj, BatchCall call) {
+    const bool forward = call != BatchCall::backward, with_grad = call != BatchCall::forward;
+    const bool given = with_grad && dy_obj && !dy_obj.is_none();
+    std::optional<py::array_t<T>> X;  // (an empty py::array_t would cost an allocation)
     py::array_t<T> dy;
+    mlpgrad::BatchTape<T>* recorded = nullptr;
+    std::size_t B = 0;
+    if (forward) {
+        X.emplace(as_input<T>(X_obj, "X"));
+        if (X->ndim() != 2 || static_cast<std::size_t>(X->shape(1)) != m.net.width(0))
+            throw py::value_error("X has shape " + shape_string(*X) + " but the network expects (B, " +
+                                  std::to_string(m.net.width(0)) + ")");
+        B = static_cast<std::size_t>(X->shape(0));
+        require_batch_fits(B, "X");
+        if (given) dy = as_input<T>(dy_obj, "dy");
+    } else {
+        if (given) dy = as_input<T>(dy_obj, "dy");  // may run user code (__array__), so before the tape is read
+        ThreadState<T>* s = m.find_state();
+        if (!s || !s->batch_tape.recorded())
+            throw std::runtime_error("backward_batch() needs a batch forward pass first: call net.forward_batch(X) "
+                                     "in this thread");
+        recorded = &s->batch_tape;
+        B = recorded->batch();
+    }
     py::object out = py::reinterpret_borrow<py::object>(out_obj);
     const GradientsObject* g = nullptr;
     if (with_grad) {
-        if (!dy_obj || dy_obj.is_none()) {
-            dy = py::array_t<T>(static_cast<py::ssize_t>(B));
-            std::fill(dy.mutable_data(), dy.mutable_data() + B, T(1));
-        } else {
-            dy = as_input<T>(dy_obj, "dy");
-            if (dy.ndim() != 1 || static_cast<std::size_t>(dy.shape(0)) != B)
-                throw py::value_error("dy has shape " + shape_string(dy) + " but X holds " + std::to_string(B) +
-                                      " examples; expected " + shape_string({B}));
-        }
+        require_batch_dy(dy, given, B, forward ? "X holds" : "this thread's last forward_batch(X) had");
         g = &out_or_new(m, out, B);
-        // dy is still read while gradients are written: a dy that aliases an out array is read from a copy.
-        if (dy_obj && !dy_obj.is_none() && g->overlaps(byte_range(dy))) {
-            py::array_t<T> copy(static_cast<py::ssize_t>(B));
-            std::memcpy(copy.mutable_data(), dy.data(), B * sizeof(T));
-            dy = std::move(copy);
-        }
+        if (given) read_apart(dy, *g);
     }
-    py::array_t<T> yhat(static_cast<py::ssize_t>(B));
-    auto& tape = m.state().batch_tape;
+    std::optional<py::array_t<T>> yhat;
+    if (forward) yhat.emplace(static_cast<py::ssize_t>(B));
+    auto& tape = forward ? m.state().batch_tape : *recorded;
     require_unchanged(g);
+    // An allocation above may have run a finalizer that called forward_batch with another batch in this thread.
+    if (!forward && (!tape.recorded() || tape.batch() != B))
+        throw std::runtime_error("this thread's batch tape changed during backward_batch() (a callback ran "
+                                 "forward_batch); call backward_batch() again");
     {
         MaybeReleaseGil gil(work(B));
-        mlpgrad::MatrixView<const T> Xv{X.data(), B, m.net.width(0)};
-        mlpgrad::forward_batch(m.net, Xv, tape, mlpgrad::VectorView<T>{yhat.mutable_data(), B});
+        if (forward)
+            mlpgrad::forward_batch(m.net, mlpgrad::MatrixView<const T>{X->data(), B, m.net.width(0)}, tape,
+                                   mlpgrad::VectorView<T>{yhat->mutable_data(), B});
         if (g)
             mlpgrad::unchecked::backward_batch(m.net, tape, mlpgrad::VectorView<const T>{dy.data(), B},
                                                g->template views<T>().batch);
     }
-    if (!with_grad) return std::move(yhat);
-    return py::make_tuple(yhat, out);
+    if (call == BatchCall::forward) return std::move(*yhat);
+    if (call == BatchCall::backward) return out;
+    return py::make_tuple(std::move(*yhat), out);
 }
 
 }  // namespace mlpgrad_python

@@ -108,9 +108,10 @@ class MLP {
     py::list recorded(bool want_z);
     py::object backward(py::handle dy, py::handle out);
     py::object value_and_grad(py::handle x, py::handle dy, py::handle out);
-    py::object new_gradients(py::handle batch);
+    py::object new_gradients(py::handle batch, py::handle x);
     py::object forward_batch(py::handle X);
     py::object value_and_grad_batch(py::handle X, py::handle dy, py::handle out);
+    py::object backward_batch(py::handle dy, py::handle out);
 
     py::tuple getstate() const {
         return py::make_tuple(1, py::tuple(weights()), alpha_, activations());
@@ -213,11 +214,16 @@ class MLP {
         if (g->dtype() != dtype_)
             throw py::type_error(std::string("out holds ") + dtype_name(g->dtype()) + " arrays but the network is " +
                                  dtype_name(dtype_));
-        if (g->batch().has_value() != batch.has_value())
-            throw py::value_error(batch ? "out holds single-example gradients; value_and_grad_batch needs "
-                                          "net.new_gradients(batch=B)"
+        if (g->parameter_only()) {  // fits any batch; the single-example core always writes ∂x
+            if (!batch)
+                throw py::value_error("out holds parameter-only gradients (out.x is None), which only the batch calls "
+                                      "fill; this call needs net.new_gradients()");
+        } else if (g->batch().has_value() != batch.has_value()) {
+            throw py::value_error(batch ? "out holds single-example gradients; the batch calls need "
+                                          "net.new_gradients(batch=B) or net.new_gradients(batch=B, x=False)"
                                         : "out holds batch gradients (2-D out.x); this call needs net.new_gradients()");
-        if (batch && *g->batch() != *batch)
+        }
+        if (batch && g->batch() && *g->batch() != *batch)
             throw py::value_error("out.x has shape " + shape_string({*g->batch(), m.net.width(0)}) + " but X holds " +
                                   std::to_string(*batch) + " examples; expected " +
                                   shape_string({*batch, m.net.width(0)}));
@@ -265,9 +271,14 @@ class MLP {
     py::object backward_impl(Model<T>& m, py::handle dy_obj, py::handle out_obj);
     static std::optional<std::size_t> parse_batch(py::handle batch);
     template <class T>
-    py::object new_gradients_impl(Model<T>& m, std::optional<std::size_t> batch);
+    py::object new_gradients_impl(Model<T>& m, std::optional<std::size_t> batch, bool with_x = true);
+    enum class BatchCall { forward, value_and_grad, backward };
     template <class T>
-    py::object batch_impl(Model<T>& m, py::handle X_obj, py::handle dy_obj, py::handle out_obj, bool with_grad);
+    py::object batch_impl(Model<T>& m, py::handle X_obj, py::handle dy_obj, py::handle out_obj, BatchCall call);
+    template <class T>
+    static void require_batch_dy(py::array_t<T>& dy, bool given, std::size_t B, const char* examples);
+    template <class T>
+    static void read_apart(py::array_t<T>& dy, const GradientsObject& g);
 
     std::vector<py::array> weights_;
     py::array alpha_;

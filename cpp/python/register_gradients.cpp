@@ -19,14 +19,14 @@ namespace {
 
 // One clear TypeError for a wrong keyword or argument count (not pybind11's overload listing with every
 // array printed), and no silent second __init__ (instances.hpp).
-FastSignature<5> gradients_init_sig{"Gradients", {"weights", "alpha", "x", "z", "u"}, 5, 3};
+FastSignature<5> gradients_init_sig{"Gradients", {"weights", "alpha", "x", "z", "u"}, 5, 2};
 
 PyObject* gradients_init(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     return fast_call([&] {
         std::array<PyObject*, 5> a;
         gradients_init_sig.parse(args, nargs, kwnames, a);
         construct_in_place<GradientsObject>(self, "Gradients.__init__", [&] {
-            return GradientsObject(borrowed_or(a[0], {}), borrowed_or(a[1], {}), borrowed_or(a[2], {}),
+            return GradientsObject(borrowed_or(a[0], {}), borrowed_or(a[1], {}), borrowed_or(a[2], py::none()),
                                    borrowed_or(a[3], py::none()), borrowed_or(a[4], py::none()));
         });
         return py::none();
@@ -58,8 +58,9 @@ PyObject* gradients_reduce_ex(PyObject* self, PyObject* const* args, Py_ssize_t 
 // Docstrings start with a text signature so that help() and inspect.signature() show the arguments.
 PyMethodDef gradients_methods[] = {
     {"__init__", as_cfunction(&gradients_init), fast_call_flags,
-     "__init__($self, weights, alpha, x, z=None, u=None)\n--\n\nWraps (never copies) the caller's arrays, "
-     "checked once. A Gradients never changes once made: a second __init__ raises TypeError."},
+     "__init__($self, weights, alpha, x=None, z=None, u=None)\n--\n\nWraps (never copies) the caller's arrays, "
+     "checked once; x=None makes parameter-only gradients for the batch calls, fitting any batch size. A Gradients "
+     "never changes once made: a second __init__ raises TypeError."},
     {"__reduce__", as_cfunction(&gradients_reduce), fast_call_flags, "__reduce__($self, /)\n--\n\nRefuses: TypeError."},
     {"__reduce_ex__", as_cfunction(&gradients_reduce_ex), fast_call_flags,
      "__reduce_ex__($self, protocol, /)\n--\n\nRefuses under every protocol: TypeError."},
@@ -72,13 +73,16 @@ void register_gradients(py::module_& m) {
 Gradient buffers: NumPy arrays that the backward pass writes into.
 
 Get zeroed ones from ``net.new_gradients()`` (or ``net.new_gradients(batch=B)``), or wrap arrays of your own
-with ``Gradients(weights, alpha, x, z=None, u=None)`` (they are checked once here: one float dtype, C-contiguous,
+with ``Gradients(weights, alpha, x=None, z=None, u=None)`` (they are checked once here: one float dtype, C-contiguous,
 writeable, shapes that chain, no two overlapping) and pass the object as ``out=`` to write gradients in place.
+Without x (``x=None``, or ``net.new_gradients(batch=B, x=False)``) they are parameter-only gradients: ``.x`` and
+``.batch`` are None, the batch calls skip the input-gradient product and fill them for any batch size.
 )doc");
     cls.def_property_readonly("weights", initialized(&GradientsObject::weights), "d/dW[t] for each layer, shaped like the weights.")
         .def_property_readonly("alpha", initialized(&GradientsObject::alpha), "d/d alpha, shape (K_T,).")
         .def_property_readonly("x", initialized(&GradientsObject::x),
-                               "d/dx, shape (K_0,); for a batch (B, K_0), row b is dy_b * dŷ_b/dx_b.")
+                               "d/dx, shape (K_0,); for a batch (B, K_0), row b is dy_b * dŷ_b/dx_b; None for parameter-only "
+                               "gradients.")
         .def_property_readonly("z", initialized(&GradientsObject::z), "d/dz^t for t = 0..T (z[0] equals x), or None for a batch.")
         .def_property_readonly("u", initialized(&GradientsObject::u), "d/du^t for t = 1..T (at index t-1), or None for a batch.")
         .def_property_readonly(
@@ -86,7 +90,7 @@ writeable, shapes that chain, no two overlapping) and pass the object as ``out=`
                 const auto& g = self_of<GradientsObject>(self.ptr());
                 return g.batch() ? py::object(py::int_(*g.batch())) : py::object(py::none());
             },
-            "B for batch gradients, None for single-example gradients.")
+            "B for batch gradients; None for single-example and for parameter-only gradients (which fit any B).")
         .def_property_readonly(
             "dtype", [](py::handle self) {
                 const auto& g = self_of<GradientsObject>(self.ptr());
@@ -97,6 +101,7 @@ writeable, shapes that chain, no two overlapping) and pass the object as ``out=`
             const auto& g = self_of<GradientsObject>(self.ptr());
             std::string s = "mlpgrad.Gradients(widths=" + shape_string(g.widths()) + ", dtype=" + dtype_name(g.dtype());
             if (g.batch()) s += ", batch=" + std::to_string(*g.batch());
+            if (g.parameter_only()) s += ", x=None";
             return s + ")";
         });
 

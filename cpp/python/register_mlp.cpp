@@ -25,7 +25,8 @@ FastSignature<2> backward_sig{"backward", {"dy", "out"}, 1, 0};
 FastSignature<3> value_and_grad_sig{"value_and_grad", {"x", "dy", "out"}, 2, 1};
 FastSignature<1> forward_batch_sig{"forward_batch", {"X"}, 1, 1};
 FastSignature<3> value_and_grad_batch_sig{"value_and_grad_batch", {"X", "dy", "out"}, 2, 1};
-FastSignature<1> new_gradients_sig{"new_gradients", {"batch"}, 1, 0};
+FastSignature<2> backward_batch_sig{"backward_batch", {"dy", "out"}, 1, 0};
+FastSignature<2> new_gradients_sig{"new_gradients", {"batch", "x"}, 1, 0};
 // The constructor too: one clear TypeError for a wrong keyword or argument count (not pybind11's overload
 // listing with every weight printed), and no silent second __init__ (instances.hpp).
 FastSignature<3> mlp_init_sig{"MLP", {"weights", "alpha", "activation"}, 3, 2};
@@ -72,7 +73,11 @@ PyObject* value_and_grad_batch(PyObject* self, PyObject* const* args, Py_ssize_t
 }
 PyObject* new_gradients(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     return call_mlp(new_gradients_sig, self, args, nargs, kwnames,
-                    [](MLP& net, auto& a) { return net.new_gradients(a[0]); });
+                    [](MLP& net, auto& a) { return net.new_gradients(a[0], a[1]); });
+}
+PyObject* backward_batch(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    return call_mlp(backward_batch_sig, self, args, nargs, kwnames,
+                    [](MLP& net, auto& a) { return net.backward_batch(a[0], a[1]); });
 }
 
 // Docstrings start with a text signature so that help() and inspect.signature() show the arguments.
@@ -86,14 +91,20 @@ PyMethodDef mlp_methods[] = {
      "value_and_grad($self, x, dy=1.0, *, out=None)\n--\n\n(ŷ, gradients of dy·ŷ) for one example x of shape (K_0,); "
      "the gradients are written into `out` (a Gradients) if given, which is then the object returned."},
     {"forward_batch", as_cfunction(&forward_batch), fast_call_flags,
-     "forward_batch($self, X, /)\n--\n\nŷ for each row of X (B, K_0), as an array of shape (B,)."},
+     "forward_batch($self, X, /)\n--\n\nŷ for each row of X (B, K_0), as an array of shape (B,); records the pass "
+     "(per thread) for backward_batch()."},
     {"value_and_grad_batch", as_cfunction(&value_and_grad_batch), fast_call_flags,
      "value_and_grad_batch($self, X, dy=None, *, out=None)\n--\n\n(ŷ of shape (B,), gradients of Σ_b dy_b·ŷ_b) for "
      "the rows of X (B, K_0); dy (B,) defaults to ones. Weight and alpha gradients are summed over the batch; "
-     "out.x row b is dy_b·dŷ_b/dx_b."},
+     "out.x row b is dy_b·dŷ_b/dx_b (skipped when out has no x: net.new_gradients(batch=B, x=False))."},
+    {"backward_batch", as_cfunction(&backward_batch), fast_call_flags,
+     "backward_batch($self, dy=None, *, out=None)\n--\n\nGradients of Σ_b dy_b·ŷ_b at this thread's last "
+     "forward_batch(X), without a second forward pass; dy (B,) defaults to ones. Equal, bit for bit, to "
+     "value_and_grad_batch(X, dy, out=out)[1]."},
     {"new_gradients", as_cfunction(&new_gradients), fast_call_flags,
-     "new_gradients($self, batch=None)\n--\n\nZeroed Gradients for this network (batch=B: x of shape (B, K_0) and no "
-     "z/u)."},
+     "new_gradients($self, batch=None, *, x=True)\n--\n\nZeroed Gradients for this network (batch=B: x of shape "
+     "(B, K_0) and no z/u). x=False (with batch=B) makes parameter-only gradients: .x is None, the batch calls skip "
+     "the input gradient and fill them for any batch size."},
     {"__init__", as_cfunction(&mlp_init), fast_call_flags,
      "__init__($self, weights, alpha, activation='relu')\n--\n\nViews (never copies) the weight arrays and alpha; "
      "checks them once. An MLP never changes once made: a second __init__ raises TypeError."},
@@ -136,6 +147,7 @@ sequence of one name per layer (see ``mlpgrad.ACTIVATIONS``).
     forward_batch_sig.intern();
     value_and_grad_batch_sig.intern();
     new_gradients_sig.intern();
+    backward_batch_sig.intern();
     mlp_init_sig.intern();
     getstate_sig.intern();
     setstate_sig.intern();

@@ -23,7 +23,7 @@ class Gradients:
         self,
         weights: Sequence[_FloatArray],
         alpha: _FloatArray,
-        x: _FloatArray,
+        x: Optional[_FloatArray] = None,
         z: Optional[Sequence[_FloatArray]] = None,
         u: Optional[Sequence[_FloatArray]] = None,
     ) -> None: ...
@@ -37,8 +37,8 @@ class Gradients:
     def alpha(self) -> _FloatArray:
         """d/d alpha, shape (K_T,)."""
     @property
-    def x(self) -> _FloatArray:
-        """d/dx, shape (K_0,); for a batch (B, K_0), row b is dy_b * dŷ_b/dx_b."""
+    def x(self) -> Optional[_FloatArray]:
+        """d/dx, shape (K_0,); for a batch (B, K_0), row b is dy_b * dŷ_b/dx_b; None for parameter-only gradients."""
     @property
     def z(self) -> Optional[list[_FloatArray]]:
         """d/dz^t for t = 0..T, or None for a batch."""
@@ -47,7 +47,7 @@ class Gradients:
         """d/du^t for t = 1..T (at index t-1), or None for a batch."""
     @property
     def batch(self) -> Optional[int]:
-        """B for batch gradients, None for single-example gradients."""
+        """B for batch gradients; None for single-example and for parameter-only gradients (any B)."""
     @property
     def dtype(self) -> np.dtype[Any]:
         """The arrays' dtype."""
@@ -105,14 +105,17 @@ class MLP:
         self, x: _ArrayLike, dy: float = 1.0, *, out: Optional[Gradients] = None
     ) -> tuple[float, Gradients]:
         """(ŷ, gradients of dy·ŷ) for one example."""
-    def new_gradients(self, batch: Optional[int] = None) -> Gradients:
-        """Zeroed Gradients for this network (batch=B for value_and_grad_batch)."""
+    def new_gradients(self, batch: Optional[int] = None, *, x: bool = True) -> Gradients:
+        """Zeroed Gradients for this network (batch=B for the batch calls; with x=False, parameter-only
+        gradients that skip the input gradient and fit any batch size)."""
     def forward_batch(self, X: _ArrayLike) -> _FloatArray:
-        """ŷ for each row of X (B, K_0)."""
+        """ŷ for each row of X (B, K_0); records the pass (per thread) for backward_batch()."""
     def value_and_grad_batch(
         self, X: _ArrayLike, dy: Optional[_ArrayLike] = None, *, out: Optional[Gradients] = None
     ) -> tuple[_FloatArray, Gradients]:
         """(ŷ of shape (B,), gradients of Σ_b dy_b·ŷ_b); dy defaults to ones."""
+    def backward_batch(self, dy: Optional[_ArrayLike] = None, *, out: Optional[Gradients] = None) -> Gradients:
+        """Gradients of Σ_b dy_b·ŷ_b at this thread's last batch forward pass, without a second one."""
 
 # Private: the optimiser updates behind mlpgrad.optim (one parameter array, in place).
 def _sgd_update(

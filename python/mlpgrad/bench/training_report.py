@@ -63,7 +63,7 @@ def _footer(result: TrainingStepRun, markup: bool) -> list:
         for dtype, peak in run.peaks.items():
             lines.append(f"  {peak.label}: {peak.gflops:.1f} GFLOP/s ({dtype} cells, {_setting_title(run)})")
     if any(ms["mlpgrad"].computes_x and not c.input_grad for run in result.settings for c, ms in run.results):
-        lines.append(f"†: {MLPGRAD_COMPUTES_X} (it has no parameter-only gradients yet): its time includes that "
+        lines.append(f"†: {MLPGRAD_COMPUTES_X}: its time includes that "
                      "product, and so do its GFLOP/s; the peers skip it.")
     lines.append("mlpgrad is single-threaded: it runs the same way in both tables.")
     for run in result.settings:

@@ -159,10 +159,9 @@ def fma_peak(dtype: str, threads: Optional[int]) -> Peak:
 
 # ----------------------------------------------------------------------------- the peers
 def mlpgrad_gradients(net, problem: Problem):
-    """mlpgrad's ``out`` buffers for a cell. The one place that changes when parameter-only gradients exist
-    (``net.new_gradients(batch=B, x=problem.cell.input_grad)``): until then mlpgrad computes ∂x in every cell,
-    and the cells without ∂x are marked as such because these buffers have an ``x``."""
-    return net.new_gradients(batch=problem.batch)
+    """mlpgrad's ``out`` buffers for a cell: parameter-only gradients (no ``x``, so the input-gradient product
+    is skipped) in the cells without ∂x, like the peers there."""
+    return net.new_gradients(batch=problem.batch, x=problem.cell.input_grad)
 
 
 def _sum_result(problem: Problem, yhat, weights, alpha, x) -> Result:
@@ -279,7 +278,7 @@ class Measurement:
     check: Optional[float] = None     # largest relative L2 difference from mlpgrad
     worst: str = ""
     reason: str = ""
-    computes_x: bool = True           # does the ∂x product (mlpgrad in the cells without ∂x, today)
+    computes_x: bool = True           # does the ∂x product (a peer marked † when it cannot skip it)
 
     @property
     def gflops(self) -> Optional[float]:
