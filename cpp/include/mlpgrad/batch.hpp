@@ -207,7 +207,9 @@ void backward_batch(const Network<T>& net, BatchTape<T>& tape, MatrixView<const 
     const gemm::Settings<T> settings = detail::batch_settings(tape, pool);
     detail::reserve_backward(net, B, out.has_input_gradient(), tape, settings);
     const MatrixView<const T> X = tape.X();
-    if (T_ > 0 && m == 1) {
+    if (B == 0) {  // (an empty tape may have no storage: no pointer into it is formed)
+        std::fill(out.alpha.data, out.alpha.data + out.alpha.size, T(0));
+    } else if (T_ > 0 && m == 1) {
         // ∂/∂α_k = Σ_b dy_b Z^T[k, b]
         const MatrixView<const T> ZT = tape.Z(T_);
         for (std::size_t k = 0; k < K_T; ++k) out.alpha[k] = kernels::dot(dY.data, ZT.row(k), B);
