@@ -73,7 +73,7 @@ def make_cases():
     state = pickle.dumps(net)
     spec = out_spec(WIDTHS, np.float64)
 
-    def aliased_dy():  # dy that is out.alpha-sized and aliases it: read from a copy (mlp_object.hpp)
+    def aliased_dy():  # dy that is out.alpha-sized and aliases it: read from a copy (mlp_calls.hpp)
         gb_alias.alpha[...] = 1.0
         net_b.value_and_grad_batch(X_b, gb_alias.alpha, out=gb_alias)
 
