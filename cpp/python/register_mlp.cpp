@@ -12,6 +12,7 @@
 #include "fast_call.hpp"
 #include "instances.hpp"
 #include "mlp_calls.hpp"
+#include "mlp_model_io.hpp"
 #include "mlp_object.hpp"
 #include "mlp_pickling.hpp"
 #include "pickling.hpp"
@@ -121,8 +122,26 @@ PyMethodDef mlp_methods[] = {
      "__setstate__($self, state, /)\n--\n\nBuilds the network from a version-1 or version-2 state, with the checks "
      "of MLP(...)."},
     {"__reduce__", as_cfunction(&mlp_reduce), fast_call_flags, "__reduce__($self, /)\n--\n\nPickling support."},
+    {"save", as_cfunction(&mlp_save), fast_call_flags,
+     "save($self, path)\n--\n\nWrites the network to `path` (written as given, or a binary file object) as a plain "
+     ".npz archive that numpy.load(path, allow_pickle=False) reads: widths, activations, weights[t], alpha, "
+     "biases[t], output_bias and a format version (see mlpgrad.model_io). MLP.load(path) reads it back."},
     {"__reduce_ex__", as_cfunction(&mlp_reduce_ex), fast_call_flags,
      "__reduce_ex__($self, protocol, /)\n--\n\nPickling support, the same reduction for every protocol."},
+};
+
+// Class methods: they receive the class (MLP or a subclass) and build an instance of it.
+PyMethodDef mlp_class_methods[] = {
+    {"random", as_cfunction(&mlp_random), fast_call_flags,
+     "random($cls, widths, activation='relu', *, outputs=None, biases=True, dtype='float64', seed=None)\n--\n\n"
+     "A new network of widths (K_0, ..., K_T): He-normal weights for ReLU-like activations (relu, leaky_relu, "
+     "softplus), Glorot-uniform for the others and for alpha; zero biases and output bias (none with biases=False). "
+     "outputs=None: one output (alpha (K_T,)); outputs=m: alpha (K_T, m). dtype: numpy.float64 (the default) or "
+     "numpy.float32. seed: None, an int or a numpy.random.Generator (numpy.random.default_rng). The "
+     "exact distributions: mlpgrad.model_io."},
+    {"load", as_cfunction(&mlp_load), fast_call_flags,
+     "load($cls, path)\n--\n\nThe network net.save(path) wrote; ValueError for another format version, missing "
+     "entries or inconsistent shapes (never unpickles anything)."},
 };
 
 }  // namespace
@@ -170,6 +189,7 @@ layer or a sequence of one name per layer (see ``mlpgrad.ACTIVATIONS``).
     reduce_sig.intern();
     reduce_ex_sig.intern();
     for (auto& def : mlp_methods) add_fast_method(cls, def);
+    for (auto& def : mlp_class_methods) add_fast_classmethod(cls, def);
     mlp_reduce_descriptor = py::object(cls.attr("__dict__")["__reduce__"]).release().ptr();  // kept for good
     finish_class<MLP>(cls, "mlpgrad.MLP", /*own_layout=*/true);
 }
