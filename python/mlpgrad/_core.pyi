@@ -1,7 +1,8 @@
 """Type stubs for mlpgrad's compiled core (mlpgrad._core)."""
 
+import os
 from collections.abc import Sequence
-from typing import Any, NoReturn, Optional, Union
+from typing import Any, BinaryIO, NoReturn, Optional, TypeVar, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +11,7 @@ __version__: str
 ACTIVATIONS: tuple[str, ...]
 
 _FloatArray = npt.NDArray[Union[np.float32, np.float64]]
+_M = TypeVar("_M", bound="MLP")
 _ArrayLike = npt.ArrayLike
 
 class Gradients:
@@ -85,6 +87,24 @@ class MLP:
         output_bias: Optional[_FloatArray] = None,
     ) -> None: ...
     def __init_subclass__(cls, **kwargs: Any) -> None: ...
+    @classmethod
+    def random(
+        cls: type[_M],
+        widths: Sequence[int],
+        activation: Union[str, Sequence[str]] = "relu",
+        *,
+        outputs: Optional[int] = None,
+        biases: bool = True,
+        dtype: npt.DTypeLike = np.float64,
+        seed: Union[None, int, np.random.Generator, np.random.SeedSequence] = None,
+    ) -> _M:
+        """A new network: He-normal weights for relu/leaky_relu/softplus, Glorot-uniform for the others and
+        alpha, zero biases (see mlpgrad.model_io)."""
+    @classmethod
+    def load(cls: type[_M], path: Union[str, "os.PathLike[str]", BinaryIO]) -> _M:
+        """The network net.save(path) wrote; ValueError for anything else."""
+    def save(self, path: Union[str, "os.PathLike[str]", BinaryIO]) -> None:
+        """Writes the network as a plain .npz (numpy.load(path, allow_pickle=False) reads it)."""
     def __getstate__(self) -> _State:
         """(1, weights, alpha, activation names), format version 1, for a network without biases and with a
         1-D alpha; otherwise (2, weights, alpha, activation names, biases or None, output_bias or None)."""
