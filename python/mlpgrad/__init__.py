@@ -4,12 +4,14 @@ A header-only C++ core (``cpp/include/mlpgrad``) bound to NumPy without copies: 
 weight arrays, writes gradients into caller arrays (``Gradients``) and releases the GIL while it computes.
 ``mlpgrad.reference`` is the pure-Python oracle the core is tested against. ``mlpgrad.losses`` holds the
 training losses (each returns the mean loss and dy for the batch backward pass), ``mlpgrad.optim`` the
-optimisers (SGD, Adam) that update a network's arrays in place.
+optimisers (SGD, Adam) that update a network's arrays in place, ``mlpgrad.fit`` (``mlpgrad.train``) the
+mini-batch training loop that uses both.
 """
 
 # _core first: in a sub-interpreter it refuses to load (ImportError) before losses and optim import NumPy,
 # which cannot be loaded twice in one process.
 from ._core import ACTIVATIONS, MLP, Gradients, __version__  # noqa: I001
 from . import losses, optim
+from .train import fit
 
-__all__ = ["ACTIVATIONS", "MLP", "Gradients", "__version__", "losses", "optim"]
+__all__ = ["ACTIVATIONS", "MLP", "Gradients", "__version__", "losses", "optim", "fit"]
