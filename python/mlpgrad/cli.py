@@ -15,6 +15,8 @@ against central finite differences, and times the core against the NumPy peer
 NumPy, the oracle, PyTorch, JAX; gradients checked first), with ``--targets`` measures the performance
 floors of the core (:mod:`mlpgrad.bench.targets`), with ``--training-step`` times one training step of
 mini-batch networks (:mod:`mlpgrad.bench.training_step`).
+
+``train`` trains a network on a built-in task or the user's data (:mod:`mlpgrad.train_command`).
 """
 from __future__ import annotations
 
@@ -197,7 +199,13 @@ def _check_bench(args, parser):
         parser.error(f"--run-ms: expected a positive number, got {args.run_ms:g}")
 
 
-_SUBCOMMANDS = [_add_demo, _add_bench]
+def _add_train(subparsers):
+    from .train_command import add_parser
+
+    add_parser(subparsers, _positive_int, _int_list)
+
+
+_SUBCOMMANDS = [_add_demo, _add_bench, _add_train]
 
 
 def build_parser():
