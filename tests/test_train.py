@@ -239,3 +239,22 @@ def test_float32_overflow_of_the_data_is_an_error():
     X, y = sine()
     with pytest.raises(ValueError, match=r"X holds NaN or infinite values \(in float32"):
         mlpgrad.fit(net, X * 1e300, y, loss="mse", optimizer=optim.SGD(net, lr=0.1), epochs=1, batch_size=8)
+
+
+@pytest.mark.skipif(not hasattr(mlpgrad.MLP, "random"), reason="needs biases and vector outputs (MLP.random)")
+@pytest.mark.parametrize("labels", ["integers", "one-hot"])
+def test_softmax_classification_with_vector_outputs_and_biases(labels):
+    rng = np.random.default_rng(4)
+    X = rng.standard_normal((300, 2))
+    y = np.digitize(X[:, 0] + 0.5 * X[:, 1], [-0.7, 0.7])  # three bands
+    target = y if labels == "integers" else np.eye(3)[y]
+    net = mlpgrad.MLP.random((2, 16), "tanh", outputs=3, seed=0)
+    before = [b.copy() for b in net.biases] + [net.output_bias.copy()]
+    h = mlpgrad.fit(net, X, target, loss="softmax_cross_entropy", optimizer=optim.Adam(net, lr=0.03), epochs=40,
+                    batch_size=32, seed=0, progress=False)
+    assert h.train_loss[-1] < 0.3 * h.train_loss[0]
+    assert np.mean(np.argmax(net.forward_batch(X), axis=1) == y) > 0.9
+    assert not all(np.array_equal(a, b) for a, b in zip(before, list(net.biases) + [net.output_bias]))
+    with pytest.raises(ValueError, match=r"y does not fit the loss.*labels from 0 to 3"):
+        mlpgrad.fit(net, X, np.where(y == 2, 3, y), loss="softmax_cross_entropy", optimizer=optim.Adam(net),
+                    epochs=1, batch_size=8, progress=False)
