@@ -241,7 +241,6 @@ def test_float32_overflow_of_the_data_is_an_error():
         mlpgrad.fit(net, X * 1e300, y, loss="mse", optimizer=optim.SGD(net, lr=0.1), epochs=1, batch_size=8)
 
 
-@pytest.mark.skipif(not hasattr(mlpgrad.MLP, "random"), reason="needs biases and vector outputs (MLP.random)")
 @pytest.mark.parametrize("labels", ["integers", "one-hot"])
 def test_softmax_classification_with_vector_outputs_and_biases(labels):
     rng = np.random.default_rng(4)

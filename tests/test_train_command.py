@@ -11,8 +11,6 @@ import mlpgrad
 from mlpgrad import cli, losses
 from mlpgrad.train_data import DataError, load, sine, spirals
 
-needs_training_api = pytest.mark.skipif(not hasattr(mlpgrad.MLP, "random"),
-                                        reason="needs MLP.random, biases and save/load (the biases binding)")
 
 
 @pytest.fixture(autouse=True)
@@ -119,7 +117,6 @@ def test_plot_without_matplotlib_says_so_before_training(capsys, monkeypatch, tm
 
 
 # ----------------------------------------------------------------------------- training
-@needs_training_api
 def test_default_task_trains_saves_and_reports(capsys, tmp_path):
     model = tmp_path / "sine.npz"
     assert cli.main(["train", "--save", str(model), "--no-progress"]) == 0
@@ -136,7 +133,6 @@ def test_default_task_trains_saves_and_reports(capsys, tmp_path):
     assert losses.mse(net.forward_batch(data.X), data.y)[0] < 0.1 * np.var(data.y)
 
 
-@needs_training_api
 def test_spirals_with_save_reports_accuracy(capsys, tmp_path):
     model = tmp_path / "spirals.npz"
     assert cli.main(["train", "--task", "spirals", "--epochs", "150", "--save", str(model), "--no-progress"]) == 0
@@ -148,7 +144,6 @@ def test_spirals_with_save_reports_accuracy(capsys, tmp_path):
     assert np.mean((net.forward_batch(data.X) > 0) == (data.y == 1)) > 0.9
 
 
-@needs_training_api
 def test_csv_regression_predicts_in_the_data_units(capsys, tmp_path):
     rng = np.random.default_rng(0)
     X = rng.normal(5, 3, (300, 2))
@@ -161,7 +156,6 @@ def test_csv_regression_predicts_in_the_data_units(capsys, tmp_path):
     assert np.sqrt(losses.mse(net.forward_batch(X), y)[0]) < 0.1 * y.std()
 
 
-@needs_training_api
 def test_npz_softmax_classification(capsys, tmp_path):
     data = spirals(300)
     labels = np.where(data.y == 1, 7, 3)
@@ -174,7 +168,6 @@ def test_npz_softmax_classification(capsys, tmp_path):
     assert mlpgrad.MLP.load(str(tmp_path / "m.npz")).output_shape == (3,)
 
 
-@needs_training_api
 @pytest.mark.parametrize("argv, match", [
     (["--task", "spirals", "--loss", "mse"], r"--loss mse: the task is a classification"),
     (["--loss", "logistic"], r"--loss logistic: the task is a regression"),
@@ -184,7 +177,6 @@ def test_loss_that_does_not_fit_the_task(capsys, argv, match):
     assert re.search(match, capsys.readouterr().out)
 
 
-@needs_training_api
 def test_plot_is_written(capsys, tmp_path):
     pytest.importorskip("matplotlib")
     for task in ("sine", "spirals"):
