@@ -207,7 +207,7 @@ BIAS_BATCHES = (32, 256)
 
 
 def run_bias_steps(networks=BIAS_NETWORKS, batches=BIAS_BATCHES, dtypes=("float32", "float64"),
-                   repeats: int = 7, run_ns: int = 10_000_000, progress=None) -> List[BiasStep]:
+                   repeats: int = 21, run_ns: int = 5_000_000, progress=None) -> List[BiasStep]:
     """One training step with and without biases, timed side by side (interleaved runs)."""
     import mlpgrad
     from mlpgrad import optim
@@ -364,7 +364,7 @@ def run_command(args, console) -> int:
         run.cases = run_cases(cases, repeats=run.repeats, quick=args.quick, progress=progress)
         progress(len(cases), len(cases) + 1, "biases")
         networks = BIAS_NETWORKS[:1] if args.quick else BIAS_NETWORKS
-        run.bias_steps = run_bias_steps(networks, run_ns=4_000_000 if args.quick else 10_000_000)
+        run.bias_steps = run_bias_steps(networks, run_ns=2_000_000 if args.quick else 5_000_000)
     render(run, console)
     write_files(args, console, run, to_json, lambda r: to_markdown(r))
     return 0
