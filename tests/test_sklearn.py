@@ -120,6 +120,37 @@ def test_same_conventions_as_scikit_learn(case, activation):
         np.testing.assert_allclose(ours.predict_log_proba(X), theirs.predict_log_proba(X), rtol=1e-10)
 
 
+@pytest.mark.parametrize("schedule", [dict(learning_rate="invscaling", power_t=0.25),
+                                      dict(learning_rate="adaptive", tol=10.0, n_iter_no_change=2)])
+def test_learning_rate_schedules_follow_scikit_learn(schedule):
+    X, y = sklearn.datasets.load_iris(return_X_y=True)
+    fits = []
+    for Estimator in (MLPClassifier, sk.MLPClassifier):
+        params = dict(dict(solver="sgd", momentum=0.0, shuffle=False, batch_size=len(X), max_iter=12,
+                           learning_rate_init=0.1, random_state=0, hidden_layer_sizes=(6,)), **schedule)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fits.append(Estimator(**params).fit(X, y))
+    ours, theirs = fits
+    assert ours.n_iter_ == theirs.n_iter_
+    np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=1e-12)
+    if schedule["learning_rate"] == "adaptive":
+        assert ours._optimizer.lr == theirs._optimizer.learning_rate < 0.1  # divided by 5 at least once
+
+
+def test_warm_start_continues_from_the_fitted_weights():
+    X, y = sklearn.datasets.load_iris(return_X_y=True)
+    fits = []
+    for Estimator in (MLPClassifier, sk.MLPClassifier):
+        est = Estimator(solver="sgd", momentum=0.0, shuffle=False, batch_size=len(X), max_iter=3, warm_start=True,
+                        random_state=0, hidden_layer_sizes=(6,))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fits.append(est.fit(X, y).fit(X, y))
+    np.testing.assert_allclose(fits[0].loss_curve_, fits[1].loss_curve_, rtol=1e-12)
+    assert len(fits[0].loss_curve_) == 6
+
+
 def test_lbfgs_follows_scikit_learn():
     X, y = sklearn.datasets.load_iris(return_X_y=True)
     with warnings.catch_warnings():

@@ -183,3 +183,12 @@ def test_plot_is_written(capsys, tmp_path):
         png = tmp_path / f"{task}.png"
         assert cli.main(["train", "--task", task, "--epochs", "3", "--plot", str(png), "--no-progress"]) == 0
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_threads_option(capsys):
+    assert cli.main(["train", "--epochs", "2", "--threads", "1", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    if hasattr(mlpgrad, "set_num_threads"):
+        assert mlpgrad.get_num_threads() == 1 and "--threads ignored" not in out
+    else:
+        assert "--threads ignored: this mlpgrad computes on one thread" in out
