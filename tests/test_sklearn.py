@@ -264,6 +264,7 @@ def test_bad_targets():
     (dict(activation="softplus"), r"activation must be one of identity, logistic, tanh, relu"),
     (dict(batch_size=0), r"batch_size must be 'auto' or an integer >= 1, got 0"),
     (dict(dtype="float16"), r"dtype must be None, float32 or float64"),
+    (dict(dtype="no such type"), r"dtype must be None, float32 or float64, got 'no such type'"),
     (dict(n_threads=0), r"n_threads must be None or an integer >= 1"),
     (dict(validation_fraction=1.0), r"validation_fraction must be a number in \(0, 1\)"),
 ])

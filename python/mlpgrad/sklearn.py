@@ -100,6 +100,13 @@ def _check(name, value, ok, expected):
         raise ValueError(f"{name} must be {expected}, got {value!r}")
 
 
+def _float_dtype(v):
+    try:
+        return np.dtype(v) in (np.float32, np.float64)
+    except TypeError:  # not a dtype at all
+        return False
+
+
 def _is_int(v):
     return isinstance(v, numbers.Integral) and not isinstance(v, bool)
 
@@ -169,8 +176,7 @@ class _MLPBase(BaseEstimator):
         for name in ("beta_1", "beta_2"):
             _check(name, getattr(self, name), lambda v: _is_real(v) and 0 <= v < 1, "a number in [0, 1)")
         _check("epsilon", self.epsilon, lambda v: _is_real(v) and v > 0, "a number > 0")
-        _check("dtype", self.dtype, lambda v: v is None or np.dtype(v) in (np.float32, np.float64),
-               "None, float32 or float64")
+        _check("dtype", self.dtype, lambda v: v is None or _float_dtype(v), "None, float32 or float64")
         _check("n_threads", self.n_threads, lambda v: v is None or (_is_int(v) and v >= 1),
                "None or an integer >= 1")
         if getattr(self, "loss", "squared_error") != "squared_error":
