@@ -98,6 +98,7 @@ def test_file_errors(tmp_path):
     (["--batch-size", "x"], r"--batch-size: .*positive integer"),
     (["--task", "mnist"], r"invalid choice: 'mnist'"),
     (["--momentum", "1"], r"--momentum: expected a number in \[0, 1\)"),
+    (["--seed", "-1"], r"--seed: expected an integer >= 0, got -1"),
 ])
 def test_bad_options_exit_2(capsys, argv, match):
     assert cli.main(["train", *argv]) == 2

@@ -71,6 +71,8 @@ def _check(args, parser) -> None:
         parser.error(f"--lr: expected a finite number >= 0, got {args.lr:g}")
     if not 0 <= args.momentum < 1:
         parser.error(f"--momentum: expected a number in [0, 1), got {args.momentum:g}")
+    if args.seed < 0:
+        parser.error(f"--seed: expected an integer >= 0, got {args.seed}")
     if args.hidden == []:
         parser.error("--hidden: expected at least one width")
 
