@@ -281,3 +281,20 @@ def test_unsupported_loss_and_solver_without_partial_fit():
     with pytest.raises(AttributeError, match=r"has no attribute 'partial_fit'") as info:
         MLPRegressor(solver="lbfgs").partial_fit(X, y)
     assert "partial_fit is only available for stochastic optimizers" in str(info.value.__cause__)
+
+
+def test_n_threads_sets_mlpgrad_threads_for_the_call_only(monkeypatch):
+    X, y = sklearn.datasets.load_digits(return_X_y=True)
+    before = mlpgrad.get_num_threads()
+    settings, real = [], mlpgrad.set_num_threads
+    monkeypatch.setattr(mlpgrad, "set_num_threads", lambda n: (settings.append(n), real(n)))
+    fits = []
+    for n_threads in (1, 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fits.append(MLPClassifier(n_threads=n_threads, max_iter=3, random_state=0).fit(X / 16, y))
+        assert mlpgrad.get_num_threads() == before
+    for a, b in zip(fits[0].coefs_ + fits[0].intercepts_, fits[1].coefs_ + fits[1].intercepts_):
+        np.testing.assert_array_equal(a, b)  # mlpgrad's results do not depend on the thread count
+    assert settings == [1, before, 2, before]  # set for fit, restored after it
+    np.testing.assert_array_equal(fits[0].predict_proba(X / 16), fits[1].predict_proba(X / 16))
