@@ -286,8 +286,8 @@ def test_unsupported_loss_and_solver_without_partial_fit():
 def test_n_threads_sets_mlpgrad_threads_for_the_call_only(monkeypatch):
     X, y = sklearn.datasets.load_digits(return_X_y=True)
     before = mlpgrad.get_num_threads()
-    settings, real = [], mlpgrad.set_num_threads
-    monkeypatch.setattr(mlpgrad, "set_num_threads", lambda n: (settings.append(n), real(n)))
+    settings, real = [], mlpgrad._core.set_num_threads
+    monkeypatch.setattr(mlpgrad._core, "set_num_threads", lambda n: (settings.append(n), real(n)))
     fits = []
     for n_threads in (1, 2):
         with warnings.catch_warnings():

@@ -3,8 +3,8 @@
 The same parameters, defaults, fitted attributes and conventions as ``sklearn.neural_network``'s estimators
 (scikit-learn >= 1.6: ``pip install 'mlpgrad[sklearn]'``), computed with mlpgrad's network, losses and
 optimisers; plus ``dtype`` (None: float32 data trains in float32, anything else in float64, as in
-scikit-learn) and ``n_threads`` (mlpgrad's batch threads while fitting and predicting, through
-``mlpgrad.set_num_threads`` where this mlpgrad has it; None leaves the setting alone).
+scikit-learn) and ``n_threads`` (mlpgrad's batch threads while fitting and predicting, set with
+``mlpgrad.set_num_threads`` and restored afterwards; None leaves the setting alone).
 
 What is scikit-learn's, exactly: the initialisation (Glorot uniform from ``random_state``, in scikit-learn's
 order of draws), the losses (squared_error = ½·MSE, whose gradient scikit-learn takes summed over several
@@ -26,7 +26,6 @@ itself, or α[:, None] for one output) and ``intercepts_`` of its biases, so the
 
 from __future__ import annotations
 
-import contextlib
 import numbers
 import warnings
 
@@ -51,7 +50,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 import mlpgrad
 
 from . import losses, optim
-from .train import Trainer, _Snapshot, parameters
+from .train import Trainer, _Snapshot, num_threads, parameters
 
 __all__ = ["MLPRegressor", "MLPClassifier"]
 
@@ -78,21 +77,6 @@ def _summed_logistic(outputs):
         dy *= outputs
         return value * outputs, dy
     return loss
-
-
-@contextlib.contextmanager
-def _threads(n):
-    """mlpgrad's batch threads set to ``n`` for the block (and restored), where mlpgrad has threads."""
-    setter = getattr(mlpgrad, "set_num_threads", None)
-    if n is None or setter is None:
-        yield
-        return
-    before = mlpgrad.get_num_threads()
-    setter(n)
-    try:
-        yield
-    finally:
-        setter(before)
 
 
 def _check(name, value, ok, expected):
@@ -300,7 +284,7 @@ class _MLPBase(BaseEstimator):
             self._initialize(y, [X.shape[1]] + hidden + [y.shape[1]], dtype)
         elif y.shape[1] != self.n_outputs_:
             raise ValueError(f"y has {y.shape[1]} outputs but this estimator was fitted with {self.n_outputs_}")
-        with _threads(self.n_threads):
+        with num_threads(self.n_threads):
             if self.solver in _STOCHASTIC:
                 self._fit_stochastic(X, y, sample_weight, incremental)
             else:
@@ -428,7 +412,7 @@ class _MLPBase(BaseEstimator):
         """The network's outputs for X: (n,) for one output, (n, m) for m."""
         check_is_fitted(self)
         X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False, dtype=(np.float64, np.float32))
-        with _threads(self.n_threads):
+        with num_threads(self.n_threads):
             return self.net_.forward_batch(self._dense(X, self.net_.dtype))
 
     def _check_solver(self):

@@ -13,6 +13,7 @@ the data, shuffling, validation, early stopping, callbacks and the progress bar,
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import sys
@@ -25,7 +26,8 @@ import numpy as np
 from . import _core, losses, optim
 from .history import History
 
-__all__ = ["fit", "EarlyStopping", "LOSSES", "Trainer", "resolve_loss", "check_inputs", "check_targets"]
+__all__ = ["fit", "EarlyStopping", "LOSSES", "Trainer", "resolve_loss", "check_inputs", "check_targets",
+           "num_threads"]
 
 #: The loss names fit accepts, and the functions they stand for.
 LOSSES = {"mse": losses.mse, "logistic": losses.logistic, "softmax_cross_entropy": losses.softmax_cross_entropy}
@@ -201,6 +203,20 @@ class Trainer:
         yhat = self.net.forward_batch(X)
         self.seconds_in_mlpgrad += time.perf_counter() - t0
         return float(self.loss(yhat, y, sample_weight=sample_weight)[0])
+
+
+@contextlib.contextmanager
+def num_threads(n: Optional[int]):
+    """mlpgrad's batch threads set to ``n`` for the block and restored after it (None: left alone)."""
+    if n is None:
+        yield
+        return
+    before = _core.get_num_threads()
+    _core.set_num_threads(n)
+    try:
+        yield
+    finally:
+        _core.set_num_threads(before)
 
 
 def parameters(net) -> Sequence[np.ndarray]:

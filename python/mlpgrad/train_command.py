@@ -137,7 +137,7 @@ def _train(args, console) -> int:
     hidden, epochs = args.hidden or hidden, args.epochs or epochs
     batch_size = args.batch_size or batch_size
     lr = args.lr if args.lr is not None else (lr if args.optimizer == "adam" else 10 * lr)
-    note = _set_threads(args.threads)
+    _set_threads(args.threads)
     rng = np.random.default_rng(args.seed)
     train_rows, val_rows = _split(len(data.X), args.validation_fraction, rng)
     regression = data.kind == "regression"
@@ -158,7 +158,7 @@ def _train(args, console) -> int:
         if len(rows):
             out = net.forward_batch(X[rows].astype(net.dtype))
             results[part] = (len(rows), loss_fn(out, y[rows])[0], None if regression else _accuracy(out, y[rows]))
-    _report(console, args, data, net, loss_name, history, results, epochs, batch_size, lr, note)
+    _report(console, args, data, net, loss_name, history, results, epochs, batch_size, lr)
     scale.fold_into(net)  # from here on, the network takes raw inputs and predicts in the data's units
     if args.save:
         net.save(args.save)
@@ -176,16 +176,11 @@ def _accuracy(outputs, labels) -> float:
     return float(np.mean(predicted == labels))
 
 
-def _set_threads(threads):
-    if threads is None:
-        return None
-    import mlpgrad
+def _set_threads(threads) -> None:
+    if threads is not None:
+        import mlpgrad
 
-    setter = getattr(mlpgrad, "set_num_threads", None)
-    if setter is None:
-        return "--threads ignored: this mlpgrad computes on one thread (it has no mlpgrad.set_num_threads)"
-    setter(threads)
-    return None
+        mlpgrad.set_num_threads(threads)
 
 
 class _Standardisation:
@@ -218,8 +213,10 @@ def _nonzero(std):
     return np.where(std > 0, std, 1.0)
 
 
-def _report(console, args, data, net, loss_name, history, results, epochs, batch_size, lr, note) -> None:
+def _report(console, args, data, net, loss_name, history, results, epochs, batch_size, lr) -> None:
     from rich.table import Table
+
+    from . import get_num_threads
 
     info = Table.grid(padding=(0, 2))
     info.add_row("[bold]mlpgrad train[/bold]", f"{data.name}: {data.kind}, {len(data.X):,} examples, "
@@ -227,7 +224,7 @@ def _report(console, args, data, net, loss_name, history, results, epochs, batch
     outputs = len(data.classes) if loss_name == "softmax_cross_entropy" else 1
     info.add_row("network", f"{'-'.join(map(str, net.widths))}-{outputs}, {args.activation}, biases, {net.dtype}")
     info.add_row("training", f"{loss_name}, {args.optimizer} (lr {lr:g}), {history.epochs} of {epochs} epochs, "
-                 f"batches of {batch_size}, seed {args.seed}"
+                 f"batches of {batch_size}, seed {args.seed}, {get_num_threads()} thread(s)"
                  + ("" if args.standardise else ", not standardised"))
     console.print(info)
     table = Table(title="final losses" + (" (standardised units)" if args.standardise and data.kind == "regression"
@@ -246,5 +243,3 @@ def _report(console, args, data, net, loss_name, history, results, epochs, batch
     total = history.seconds_in_mlpgrad + history.seconds_other
     console.print(f"time: {total:.3g} s, {history.seconds_in_mlpgrad:.3g} s in mlpgrad (forward, backward, "
                   f"optimiser) and {history.seconds_other:.3g} s in the rest (batching, losses, progress)")
-    if note:
-        console.print(note)

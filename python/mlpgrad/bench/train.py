@@ -3,7 +3,7 @@
 Each case is one of scikit-learn's bundled datasets (no download), split 75/25 with ``random_state=0``, inputs
 standardised with the training split's statistics (and a regression target too), fitted with the SAME
 parameters by ``sklearn.neural_network``'s estimator and by ``mlpgrad.sklearn``'s, on one thread (BLAS pinned
-with threadpoolctl; mlpgrad at one thread where it has threads). ``n_iter_no_change`` is set to ``max_iter`` so
+with threadpoolctl; mlpgrad.set_num_threads(1)). ``n_iter_no_change`` is set to ``max_iter`` so
 that both run every epoch: the fit times compare the same work. The PyTorch loop (if torch is installed) trains
 the same model (Linear layers with biases, the same activation, batch size, epochs, Adam or SGD settings, loss
 and L2 term) with torch's own initialisation, on one thread. Fit times are medians of interleaved repeats; the
@@ -24,6 +24,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from ..train import num_threads
 from .timing import blas_description, core_count, cpu_model, one_blas_thread, time_side_by_side
 
 __all__ = ["Case", "CASES", "CaseResult", "BiasStep", "run_cases", "run_bias_steps", "render", "to_json",
@@ -132,25 +133,6 @@ def _estimators(case: Case):
                     "mlpgrad": getattr(mlpgrad_sklearn, case.estimator)(**params)}
 
 
-def _one_mlpgrad_thread():
-    import contextlib
-
-    import mlpgrad
-
-    if not hasattr(mlpgrad, "set_num_threads"):
-        return contextlib.nullcontext()
-
-    @contextlib.contextmanager
-    def pinned():
-        before = mlpgrad.get_num_threads()
-        mlpgrad.set_num_threads(1)
-        try:
-            yield
-        finally:
-            mlpgrad.set_num_threads(before)
-    return pinned()
-
-
 def run_cases(cases=CASES, repeats: int = 3, quick: bool = False, progress=None) -> List[CaseResult]:
     from sklearn.base import clone
     from sklearn.exceptions import ConvergenceWarning
@@ -167,7 +149,7 @@ def run_cases(cases=CASES, repeats: int = 3, quick: bool = False, progress=None)
         params, estimators = _estimators(case)
         seconds = {name: [] for name in estimators}
         fitted = {}
-        with warnings.catch_warnings(), one_blas_thread(), _one_mlpgrad_thread():
+        with warnings.catch_warnings(), one_blas_thread(), num_threads(1):
             warnings.simplefilter("ignore", ConvergenceWarning)
             for _ in range(repeats):  # interleaved: a slow spell of the machine hits both alike
                 for name, estimator in estimators.items():
@@ -229,7 +211,7 @@ def run_bias_steps(networks=BIAS_NETWORKS, batches=BIAS_BATCHES, dtypes=("float3
                 net.backward_batch(dy, out=grads)
                 opt.step(grads)
             calls[name] = step
-        with _one_mlpgrad_thread():
+        with num_threads(1):
             ns = time_side_by_side(calls, repeats=repeats, run_ns=run_ns)
         results.append(BiasStep(f"{'-'.join(map(str, widths))}-1", B, dtype, ns["without"], ns["with"]))
     return results
