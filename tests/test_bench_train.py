@@ -6,7 +6,6 @@ import json
 import numpy as np
 import pytest
 
-import mlpgrad
 from mlpgrad import cli
 
 pytest.importorskip("sklearn")
