@@ -9,7 +9,7 @@ optimisers (SGD, Adam) that update a network's arrays in place.
 
 # _core first: in a sub-interpreter it refuses to load (ImportError) before losses and optim import NumPy,
 # which cannot be loaded twice in one process.
-from ._core import ACTIVATIONS, MLP, Gradients, __version__  # noqa: I001
+from ._core import ACTIVATIONS, DAG, MLP, DAGGradients, Gradients, __version__  # noqa: I001
 from . import losses, optim
 
-__all__ = ["ACTIVATIONS", "MLP", "Gradients", "__version__", "losses", "optim"]
+__all__ = ["ACTIVATIONS", "DAG", "DAGGradients", "MLP", "Gradients", "__version__", "losses", "optim"]

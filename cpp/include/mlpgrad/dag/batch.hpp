@@ -16,7 +16,7 @@ namespace mlpgrad {
 namespace dag {
 
 // Gradients of Σ_b Σ_j dy_{bj} ŷ_{bj}: weights, alpha and biases summed over the batch; x is (B × n_inputs),
-// row b = ∂/∂x_b. biases may be empty (skipped).
+// row b = ∂/∂x_b. biases may be empty (skipped); so may x (parameter gradients only, for any batch size).
 template <class T>
 struct BatchGradientsView {
     VectorView<T> weights;
@@ -156,7 +156,7 @@ void backward_batch(const Graph<T>& g, BatchTape<T>& tape, MatrixView<const T> d
         for (std::size_t p = g.level_begin(l); p < g.level_begin(l + 1); ++p)
             detail::scatter_row(g, p, Z, dU + p * B, dZ, B, out.weights.data);
     }
-    kernels::transpose(MatrixView<const T>(dZ, g.n_inputs(), B), out.x);
+    if (out.x.data) kernels::transpose(MatrixView<const T>(dZ, g.n_inputs(), B), out.x);
     if (out.biases.size)
         for (std::size_t p = 0; p < V; ++p) {
             const std::size_t v = g.node_at(p);
@@ -175,7 +175,7 @@ void backward_batch(const Graph<T>& g, BatchTape<T>& tape, MatrixView<const T> d
     if (!tape.recorded() || tape.n_nodes() != g.n_nodes())
         throw std::logic_error("dag::backward_batch() needs a dag::forward_batch() of this graph on the same tape first");
     require_fits(g, out.weights, out.alpha, out.x, out.biases);
-    mlpgrad::detail::require_shape(out.x, tape.batch(), g.n_inputs(), "out.x");
+    if (out.x.data || out.x.size()) mlpgrad::detail::require_shape(out.x, tape.batch(), g.n_inputs(), "out.x");
     mlpgrad::detail::require_shape(dy, tape.batch(), g.output_dim(), "dy");
     unchecked::backward_batch(g, tape, dy, out);
 }
@@ -186,7 +186,7 @@ void value_and_grad_batch(const Graph<T>& g, MatrixView<const T> X, BatchTape<T>
                           MatrixView<const T> dy, const BatchGradientsView<T>& out) {
     require_fits(g, out.weights, out.alpha, out.x, out.biases);
     mlpgrad::detail::require_shape(X, X.rows, g.n_inputs(), "X");
-    mlpgrad::detail::require_shape(out.x, X.rows, g.n_inputs(), "out.x");
+    if (out.x.data || out.x.size()) mlpgrad::detail::require_shape(out.x, X.rows, g.n_inputs(), "out.x");
     mlpgrad::detail::require_shape(dy, X.rows, g.output_dim(), "dy");
     forward_batch(g, X, tape, yhat);
     unchecked::backward_batch(g, tape, dy, out);
