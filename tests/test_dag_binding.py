@@ -57,6 +57,32 @@ class RandomDag:
         self.activation = activation
         self.dtype = dtype
 
+    @classmethod
+    def layered(cls, rng, widths, *, biases=False, skip=False, hidden_output=False, dtype=np.float64):
+        """An MLP's graph (nodes layer by layer, edges row-major): every level a dense block. skip adds an
+        edge from input 0 to the last node (its level is no longer dense; level 1's sources gain an edge);
+        hidden_output makes a node of layer 1 an output too (a seed on the sources of layer 2)."""
+        g = cls.__new__(cls)
+        first = np.concatenate([[0], np.cumsum(widths)])
+        src, dst = [], []
+        for t in range(len(widths) - 1):
+            for i in range(widths[t + 1]):
+                for j in range(widths[t]):
+                    src.append(first[t] + j)
+                    dst.append(first[t + 1] + i)
+        if skip:
+            src.append(0)
+            dst.append(first[-1] - 1)
+        g.n_inputs, g.n_nodes = widths[0], int(first[-1])
+        g.src, g.dst = np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64)
+        outputs = list(range(first[-2], first[-1])) + ([int(first[1])] if hidden_output else [])
+        g.outputs = np.array(outputs, dtype=np.int64)
+        g.weights = (rng.standard_normal(len(src)) / np.sqrt(max(widths))).astype(dtype)
+        g.alpha = rng.standard_normal(len(outputs)).astype(dtype)
+        g.biases = rng.standard_normal(g.n_nodes).astype(dtype) if biases else None
+        g.activation, g.dtype = "tanh", dtype
+        return g
+
     def dag(self):
         return mlpgrad.DAG(self.n_inputs, self.src, self.dst, self.weights, self.outputs, self.alpha,
                            self.activation, biases=self.biases)
@@ -244,6 +270,33 @@ def test_batch_is_the_sum_of_single_examples(case, dtype):
     Y, g_default = d.value_and_grad_batch(X)  # dy defaults to ones
     _, g_ones = d.value_and_grad_batch(X, np.ones_like(dY))
     np.testing.assert_array_equal(g_default.weights, g_ones.weights)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", [dict(), dict(biases=True), dict(skip=True), dict(hidden_output=True),
+                                     dict(biases=True, skip=True, hidden_output=True)])
+def test_dense_levels_match_the_gather_path_and_the_oracle(variant, dtype):
+    # The batch passes run a level that is a dense block as matrix products (the MLP's kernels), with ∂Z of
+    # its sources written or, when they have other successors or seeds, accumulated; one example, and the
+    # oracle, take the edge-by-edge path.
+    rng = np.random.default_rng(400 + len(variant))
+    g = RandomDag.layered(rng, [5, 9, 17, 6, 3], dtype=dtype, **variant)
+    d = g.dag()
+    X = rng.standard_normal((21, g.n_inputs)).astype(dtype)
+    dY = rng.standard_normal(21).astype(dtype)
+    Y, gb = d.value_and_grad_batch(X, dY)
+    singles = [d.value_and_grad(X[b], float(dY[b])) for b in range(21)]
+    refs = [g.oracle(X[b], float(dY[b])) for b in range(21)]
+    assert_close(Y, [y for y, _ in refs], dtype, "yhat")
+    for name in ("weights", "alpha", "biases"):
+        if g.biases is None and name == "biases":
+            continue
+        assert_close(getattr(gb, name), sum(getattr(s, name) for _, s in singles), dtype, name)
+        assert_close(getattr(gb, name), sum(r[name] for _, r in refs), dtype, name + " (oracle)")
+    assert_close(gb.x, [r["x"] for _, r in refs], dtype, "x")
+    params = d.new_gradients(batch=21, x=False)  # skips ∂Z of the inputs: the same parameter gradients
+    d.value_and_grad_batch(X, dY, out=params)
+    np.testing.assert_array_equal(params.weights, gb.weights)
 
 
 def test_unreachable_nodes_and_an_empty_graph():

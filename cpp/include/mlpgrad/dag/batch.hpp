@@ -99,6 +99,42 @@ MLPGRAD_NOINLINE void scatter_row(const Graph<T>& g, std::size_t p, const T* Z, 
     }
 }
 
+// A dense level (Graph::dense_level) as one matrix product: U = W Z_in + b 1ᵀ, Z = σ(U), by the MLP's kernels.
+template <class T>
+void dense_forward(const Graph<T>& g, std::size_t l, T* U, T* Z, std::size_t B) {
+    const DenseLevel& d = g.dense_level(l);
+    const std::size_t first = g.level_begin(l), rows = g.level_begin(l + 1) - first;
+    const MatrixView<const T> W(g.weights().data + d.edge_begin, rows, d.n_sources);
+    const T* bias = g.has_biases() ? g.biases().data + g.node_at(first) : nullptr;
+    dispatch(g.segments(l).front().activation, [&](auto a) {
+        kernels::matmul_activate<decltype(a)::value>(W, MatrixView<const T>(Z + d.source_begin * B, d.n_sources, B),
+                                                     bias, MatrixView<T>(U + first * B, rows, B),
+                                                     MatrixView<T>(Z + first * B, rows, B));
+    });
+}
+
+// Its backward, from ∂ŷ/∂U of the level: ∂W = ∂U Z_inᵀ (over the batch) and ∂Z_in += Wᵀ ∂U, the MLP's kernels;
+// the latter skipped when the sources are inputs whose gradient is not wanted.
+template <class T>
+void dense_backward(const Graph<T>& g, std::size_t l, BatchTape<T>& tape, T* dw, bool skip_input_gradient) {
+    const DenseLevel& d = g.dense_level(l);
+    const std::size_t B = tape.batch(), first = g.level_begin(l), rows = g.level_begin(l + 1) - first, c = d.n_sources;
+    const MatrixView<const T> dU(tape.dU().data + first * B, rows, B);
+    const MatrixView<T> Z_in_transposed(tape.scratch(0), B, c);
+    kernels::transpose(MatrixView<const T>(tape.Z().data + d.source_begin * B, c, B), Z_in_transposed);
+    kernels::batch_outer_product(dU, MatrixView<const T>(Z_in_transposed), MatrixView<T>(dw + d.edge_begin, rows, c));
+    if (skip_input_gradient && d.source_begin + c <= g.n_inputs()) return;
+    const MatrixView<const T> W(g.weights().data + d.edge_begin, rows, c);
+    T* const dZ_in = tape.dZ().data + d.source_begin * B;
+    if (d.exclusive) {
+        kernels::transpose_matmul(W, dU, MatrixView<T>(dZ_in, c, B));
+        return;
+    }
+    T* const partial = tape.scratch(1);
+    kernels::transpose_matmul(W, dU, MatrixView<T>(partial, c, B));
+    for (std::size_t i = 0; i < c * B; ++i) dZ_in[i] += partial[i];
+}
+
 }  // namespace detail
 
 // ŷ for each row b of X (B × n_inputs), written to yhat (B × m); records the pass on `tape`.
@@ -107,12 +143,16 @@ void forward_batch(const Graph<T>& g, MatrixView<const T> X, BatchTape<T>& tape,
     mlpgrad::detail::require_shape(X, X.rows, g.n_inputs(), "X");
     mlpgrad::detail::require_shape(yhat, X.rows, g.output_dim(), "yhat");
     const std::size_t B = X.rows;
-    tape.reset(g.n_nodes(), B);
+    tape.reset(g.n_nodes(), B, g.max_dense_sources());
     T* const U = tape.U().data;
     T* const Z = tape.Z().data;
     std::fill(U, U + g.n_inputs() * B, T(0));
     kernels::transpose(X, MatrixView<T>(Z, g.n_inputs(), B));
     for (std::size_t l = 1; l < g.n_levels(); ++l) {
+        if (g.dense_level(l).dense) {
+            detail::dense_forward(g, l, U, Z, B);
+            continue;
+        }
         for (std::size_t p = g.level_begin(l); p < g.level_begin(l + 1); ++p) detail::gather_row(g, p, Z, B, U + p * B);
         detail::activate_level(g, l, U, Z, B);
     }
@@ -153,6 +193,10 @@ void backward_batch(const Graph<T>& g, BatchTape<T>& tape, MatrixView<const T> d
                 kernels::hadamard_derivative<decltype(a)::value>(dZ + s.begin * B, U + s.begin * B, Z + s.begin * B,
                                                                  dU + s.begin * B, (s.end - s.begin) * B);
             });
+        if (g.dense_level(l).dense) {
+            detail::dense_backward(g, l, tape, out.weights.data, !out.x.data);
+            continue;
+        }
         for (std::size_t p = g.level_begin(l); p < g.level_begin(l + 1); ++p)
             detail::scatter_row(g, p, Z, dU + p * B, dZ, B, out.weights.data);
     }

@@ -2,6 +2,7 @@
 // Node v computes u_v = Σ_{e = (s → v)} w_e z_s (+ b_v), z_v = σ_v(u_v); ŷ_j = Σ_k α_{kj} z_{o_k}.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <limits>
@@ -21,6 +22,16 @@ namespace dag {
 struct Segment {
     std::size_t begin, end;
     Activation activation;
+};
+
+// A level of n nodes (positions level_begin..level_begin + n) with one activation, node i reading sources at
+// positions source_begin .. source_begin + n_sources through the weights edge_begin + i·n_sources + j: the
+// block W (n × n_sources), row-major, of an MLP layer. exclusive: no other edge leaves those sources and
+// none is an output, so ∂ŷ/∂Z of the sources is Wᵀ ∂ŷ/∂U alone (written, not accumulated).
+struct DenseLevel {
+    bool dense = false;
+    std::size_t source_begin = 0, n_sources = 0, edge_begin = 0;
+    bool exclusive = false;
 };
 
 // Nodes are stored at internal positions grouped by level (longest path from the inputs; inputs are level 0,
@@ -48,6 +59,7 @@ class Graph {
         output_positions_.resize(outputs.size);
         for (std::size_t k = 0; k < outputs.size; ++k)
             output_positions_[k] = position_[static_cast<std::size_t>(outputs[k])];
+        find_dense_levels();
     }
 
     template <class I>
@@ -80,6 +92,11 @@ class Graph {
     // of an MLP): then they are one dot product and one axpy, the dense kernels, not a gather.
     bool is_dense(std::size_t pos) const { return dense_[pos] != 0; }
     std::size_t output_position(std::size_t k) const { return output_positions_[k]; }
+    // A level whose nodes all read the same run of sources through one row-major block of the caller's
+    // weights (a layer of an MLP): the batch passes run it as one matrix product, the dense kernels.
+    const DenseLevel& dense_level(std::size_t level) const { return dense_levels_[level]; }
+    // The most sources a dense level reads: the batch tape's scratch rows.
+    std::size_t max_dense_sources() const { return max_dense_sources_; }
     T bias_at(std::size_t pos) const { return biases_.size ? biases_[node_at_[pos]] : T(0); }
 
   private:
@@ -243,6 +260,32 @@ class Graph {
         }
     }
 
+    // O(V + E), once: which levels are dense blocks (see DenseLevel).
+    void find_dense_levels() {
+        dense_levels_.assign(n_levels(), {});
+        std::vector<std::size_t> out_degree(n_nodes_, 0);
+        for (const InEdge& s : slots_) ++out_degree[s.source];
+        for (std::size_t p : output_positions_) ++out_degree[p];  // an output's ∂ŷ/∂z has a seed: not exclusive
+        for (std::size_t l = 1; l < n_levels(); ++l) {
+            const std::size_t first = level_begin_[l], last = level_begin_[l + 1], rows = last - first;
+            const std::size_t c = in_begin_[first + 1] - in_begin_[first];
+            if (segments_[l].size() != 1 || c == 0) continue;
+            const std::size_t s0 = slots_[in_begin_[first]].source, e0 = slots_[in_begin_[first]].edge;
+            bool dense = true;
+            for (std::size_t p = first; dense && p < last; ++p) {
+                const std::size_t i = p - first;
+                dense = in_begin_[p + 1] - in_begin_[p] == c && (c == 1 || dense_[p]) &&
+                        slots_[in_begin_[p]].source == s0 && slots_[in_begin_[p]].edge == e0 + i * c &&
+                        (biases_.size == 0 || node_at_[p] == node_at_[first] + i);  // biases: one contiguous run
+            }
+            if (!dense) continue;
+            bool exclusive = true;
+            for (std::size_t s = s0; exclusive && s < s0 + c; ++s) exclusive = out_degree[s] == rows;
+            dense_levels_[l] = {true, s0, c, e0, exclusive};
+            max_dense_sources_ = std::max(max_dense_sources_, c);
+        }
+    }
+
     // A CSR slot: 8 bytes, one stream for the gather (graphs of up to 2^32 - 1 nodes and edges).
     struct InEdge {
         std::uint32_t source;  // position of s
@@ -258,6 +301,8 @@ class Graph {
     std::vector<InEdge> slots_;
     std::vector<std::vector<Segment>> segments_;
     std::vector<unsigned char> dense_;
+    std::vector<DenseLevel> dense_levels_;
+    std::size_t max_dense_sources_ = 0;
 };
 
 }  // namespace dag
