@@ -33,12 +33,13 @@ class RandomDag:
     at 1) and a vector output (for the oracle: alpha contracted with dy)."""
 
     def __init__(self, rng, n_inputs=3, n_hidden=8, max_in_degree=4, n_outputs=3, m=None, biases=False,
-                 activation="tanh", dtype=np.float64, parallel=True):
+                 activation="tanh", dtype=np.float64, parallel=True, topological_ids=False):
         self.n_inputs, n = n_inputs, n_inputs + n_hidden
-        order = list(range(n_inputs)) + list(n_inputs + rng.permutation(n_hidden))  # topological order → ids
+        hidden = np.arange(n_hidden) if topological_ids else rng.permutation(n_hidden)
+        order = list(range(n_inputs)) + list(n_inputs + hidden)  # topological order → ids
         src, dst = [], []
         for i in range(n_inputs, n):
-            for _ in range(int(rng.integers(0, max_in_degree + 1))):
+            for _ in range(int(rng.integers(0, max_in_degree + 1)) if i else 0):
                 src.append(order[int(rng.integers(0, i))])
                 dst.append(order[i])
             if parallel and src and rng.random() < 0.3 and dst[-1] == order[i]:
@@ -174,6 +175,10 @@ CASES = [
     dict(n_inputs=5, n_hidden=2, max_in_degree=1, n_outputs=2, biases=True),
     dict(n_hidden=30, max_in_degree=3, n_outputs=4, activation="relu"),
     dict(n_hidden=12, activation="per-node", biases=True),
+    # ids in topological order: the graph keeps them as its layout (runs of nodes without an edge inside)
+    dict(n_hidden=25, max_in_degree=5, topological_ids=True, m=2),
+    dict(n_hidden=25, topological_ids=True, activation="per-node", biases=True),
+    dict(n_inputs=0, n_hidden=6, topological_ids=True, biases=True, n_outputs=2),
 ]
 
 
@@ -207,7 +212,7 @@ def test_random_dags_match_the_oracle(case, dtype):
         check_against(got, ref, dtype, f"trial {trial}")
 
 
-@pytest.mark.parametrize("case", [0, 1, 2, 4, 7])
+@pytest.mark.parametrize("case", [0, 1, 2, 4, 7, 8, 9])
 def test_random_dags_match_central_differences(case):
     rng = np.random.default_rng(200 + case)
     g = make_case(rng, CASES[case], np.float64)
