@@ -140,6 +140,9 @@ def _add_bench(subparsers):
                    help="time one training step (value and gradient of Σ_b ŷ_b, ReLU, no biases) of the networks "
                    "of issue 10 instead, with and without ∂x, peers at their default threads and on one thread, "
                    "in GFLOP/s and as a fraction of a peak measured in the same run")
+    p.add_argument("--dag", action="store_true",
+                   help="time DAG.value_and_grad on random DAGs of in-degree 8 (E = 1e4..1e7) against PyTorch "
+                   "and the oracle, with the slope of time against E, and DAG.from_mlp against MLP (issue 12)")
     p.add_argument("--networks", type=_network_list, metavar="K0-...-1,...",
                    help="with --training-step: the networks' widths, ending in 1 (default: 784-256-256-1,"
                    "64-64-64-64-1,256-256-256-256-256-1)")
@@ -173,6 +176,16 @@ def _add_bench(subparsers):
 def _check_bench(args, parser):
     if args.targets and args.training_step:
         parser.error("--targets and --training-step: choose one")
+    if args.dag and (args.targets or args.training_step):
+        parser.error(f"--dag and {'--targets' if args.targets else '--training-step'}: choose one")
+    if args.dag:
+        grid_only = {"--markdown": args.markdown, "--peers": args.peers, "--widths": args.widths,
+                     "--depths": args.depths, "--batch-sizes": args.batch_sizes, "--networks": args.networks,
+                     "--threads": args.threads != 1, "--activation": args.activation != "relu"}
+        given = [name for name, value in grid_only.items() if value not in (None, False)]
+        if given:
+            parser.error(f"{', '.join(given)}: not applicable with --dag (ReLU random DAGs on one thread, "
+                         "peers mlpgrad, PyTorch and the oracle)")
     if args.training_step:
         square_grid_only = {"--plot": args.plot, "--widths": args.widths, "--depths": args.depths,
                             "--threads": args.threads != 1, "--activation": args.activation != "relu",
