@@ -91,8 +91,11 @@ class Graph {
     std::size_t level_begin(std::size_t level) const { return level_begin_[level]; }
     const std::vector<Segment>& segments(std::size_t level) const { return segments_[level]; }
     std::size_t in_begin(std::size_t pos) const { return in_begin_[pos]; }
-    std::size_t slot_source(std::size_t slot) const { return slots_[slot].source; }
-    std::size_t slot_edge(std::size_t slot) const { return slots_[slot].edge; }
+    std::size_t slot_source(std::size_t slot) const { return sources_[slot]; }
+    std::size_t slot_edge(std::size_t slot) const { return edges_in_slot_order() ? slot : edges_[slot]; }
+    // Whether edge e sits in slot e (the caller listed the edges by destination, in the layout's node order):
+    // the passes then stream the weights and their gradients in order, and no edge index is stored or read.
+    bool edges_in_slot_order() const { return edges_.empty(); }
     // Whether pos's incoming edges are consecutive in the caller's weights and in source positions (a layer
     // of an MLP): then they are one dot product and one axpy, the dense kernels, not a gather.
     bool is_dense(std::size_t pos) const { return dense_[pos] != 0; }
@@ -291,18 +294,22 @@ class Graph {
         in_begin_.assign(V + 1, 0);
         for (std::size_t e = 0; e < E; ++e) ++in_begin_[position_[static_cast<std::size_t>(dst[e])] + 1];
         for (std::size_t p = 0; p < V; ++p) in_begin_[p + 1] += in_begin_[p];
-        slots_.resize(E);
+        sources_.resize(E);
+        edges_.resize(E);
+        bool in_order = true;
         std::vector<std::size_t> fill(in_begin_.begin(), in_begin_.end() - 1);
         for (std::size_t e = 0; e < E; ++e) {  // in the caller's order within each destination
             const std::size_t slot = fill[position_[static_cast<std::size_t>(dst[e])]]++;
-            slots_[slot] = {static_cast<std::uint32_t>(position_[static_cast<std::size_t>(src[e])]),
-                            static_cast<std::uint32_t>(e)};
+            sources_[slot] = static_cast<std::uint32_t>(position_[static_cast<std::size_t>(src[e])]);
+            edges_[slot] = static_cast<std::uint32_t>(e);
+            in_order = in_order && slot == e;
         }
+        if (in_order) std::vector<std::uint32_t>().swap(edges_);  // slot_edge(i) is i
         dense_.assign(V, 0);
         for (std::size_t p = 0; p < V; ++p) {
             bool dense = in_begin_[p + 1] - in_begin_[p] > 1;
             for (std::size_t i = in_begin_[p] + 1; dense && i < in_begin_[p + 1]; ++i)
-                dense = slots_[i].edge == slots_[i - 1].edge + 1 && slots_[i].source == slots_[i - 1].source + 1;
+                dense = slot_edge(i) == slot_edge(i - 1) + 1 && sources_[i] == sources_[i - 1] + 1;
             dense_[p] = dense;
         }
     }
@@ -311,18 +318,18 @@ class Graph {
     void find_dense_levels() {
         dense_levels_.assign(n_levels(), {});
         std::vector<std::size_t> out_degree(n_nodes_, 0);
-        for (const InEdge& s : slots_) ++out_degree[s.source];
+        for (const std::uint32_t s : sources_) ++out_degree[s];
         for (std::size_t p : output_positions_) ++out_degree[p];  // an output's ∂ŷ/∂z has a seed: not exclusive
         for (std::size_t l = 1; l < n_levels(); ++l) {
             const std::size_t first = level_begin_[l], last = level_begin_[l + 1], rows = last - first;
             const std::size_t c = in_begin_[first + 1] - in_begin_[first];
             if (segments_[l].size() != 1 || c == 0) continue;
-            const std::size_t s0 = slots_[in_begin_[first]].source, e0 = slots_[in_begin_[first]].edge;
+            const std::size_t s0 = sources_[in_begin_[first]], e0 = slot_edge(in_begin_[first]);
             bool dense = true;
             for (std::size_t p = first; dense && p < last; ++p) {
                 const std::size_t i = p - first;
                 dense = in_begin_[p + 1] - in_begin_[p] == c && (c == 1 || dense_[p]) &&
-                        slots_[in_begin_[p]].source == s0 && slots_[in_begin_[p]].edge == e0 + i * c &&
+                        sources_[in_begin_[p]] == s0 && slot_edge(in_begin_[p]) == e0 + i * c &&
                         (biases_.size == 0 || node_at_[p] == node_at_[first] + i);  // biases: one contiguous run
             }
             if (!dense) continue;
@@ -333,11 +340,7 @@ class Graph {
         }
     }
 
-    // A CSR slot: 8 bytes, one stream for the gather (graphs of up to 2^32 - 1 nodes and edges).
-    struct InEdge {
-        std::uint32_t source;  // position of s
-        std::uint32_t edge;    // index e in the caller's arrays
-    };
+    // CSR slots hold 32-bit positions and edge indices: graphs of up to 2^32 - 1 nodes and edges.
     static constexpr std::size_t max_count = std::numeric_limits<std::uint32_t>::max();
 
     std::size_t n_nodes_, n_inputs_;
@@ -345,7 +348,8 @@ class Graph {
     MatrixView<const T> alpha_;
     VectorView<const T> biases_;
     std::vector<std::size_t> position_, node_at_, level_begin_, in_begin_, output_positions_;
-    std::vector<InEdge> slots_;
+    std::vector<std::uint32_t> sources_;  // per slot: the position of its source s
+    std::vector<std::uint32_t> edges_;    // per slot: its index e in the caller's arrays; empty when e = slot
     std::vector<std::vector<Segment>> segments_;
     std::vector<unsigned char> dense_;
     std::vector<DenseLevel> dense_levels_;
