@@ -160,6 +160,31 @@ def test_from_mlp_equals_the_mlp(activation, dtype):
         assert_close(gb.x, gb_ref.x, dtype, "batch x")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_from_mlp_keeps_biases_and_vector_outputs(activation, dtype):
+    rng = np.random.default_rng(sum(map(ord, activation)))
+    widths = [3, 6, 5]
+    W = [rng.standard_normal((k1, k0)).astype(dtype) for k0, k1 in zip(widths, widths[1:])]
+    b = [rng.standard_normal(k).astype(dtype) for k in widths[1:]]
+    net = mlpgrad.MLP(W, rng.standard_normal((5, 2)).astype(dtype), activation, biases=b)
+    d = mlpgrad.DAG.from_mlp(net)
+    assert d.output_shape == (2,) and d.biases is not None
+    np.testing.assert_array_equal(d.biases, np.concatenate([np.zeros(3, dtype)] + b))
+    x, dy = rng.standard_normal(3).astype(dtype), rng.standard_normal(2).astype(dtype)
+    (y, g), (y_ref, g_ref) = d.value_and_grad(x, dy), net.value_and_grad(x, dy)
+    assert_close(y, y_ref, dtype, "yhat")
+    assert_close(g.biases[3:], np.concatenate(g_ref.biases), dtype, "biases")
+    assert_close(g.alpha, g_ref.alpha, dtype, "alpha")
+    X, dY = rng.standard_normal((7, 3)).astype(dtype), rng.standard_normal((7, 2)).astype(dtype)
+    (Y, gb), (Y_ref, gb_ref) = d.value_and_grad_batch(X, dY), net.value_and_grad_batch(X, dY)
+    assert_close(Y, Y_ref, dtype, "batch yhat")
+    assert_close(gb.biases[3:], np.concatenate(gb_ref.biases), dtype, "batch biases")
+    assert_close(gb.weights, np.concatenate([w.ravel() for w in gb_ref.weights]), dtype, "batch weights")
+    with pytest.raises(ValueError, match="output bias, which a DAG does not model"):
+        mlpgrad.DAG.from_mlp(mlpgrad.MLP(W, np.ones(5, dtype), output_bias=np.array(0.5, dtype)))
+
+
 def test_from_mlp_refuses_what_is_not_an_mlp():
     with pytest.raises(TypeError, match="from_mlp.*needs a mlpgrad.MLP, got list"):
         mlpgrad.DAG.from_mlp([np.ones((2, 2))])
