@@ -586,3 +586,30 @@ def test_threads_share_one_dag_with_their_own_tapes():
         np.testing.assert_array_equal(y, y_ref)
         np.testing.assert_array_equal(gb.weights, g_ref.weights)
         np.testing.assert_array_equal(gb.x, g_ref.x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_results_are_the_same_bits_for_any_thread_count(dtype):
+    # mlpgrad.set_num_threads: the batch passes split each level over the binding's pool, so that every
+    # number is the same for 1, 2 and 3 threads (levels big enough to cross the work threshold for threads).
+    rng = np.random.default_rng(13)
+    layered = RandomDag.layered(rng, [20, 150, 150, 4], biases=True, dtype=dtype)
+    graphs = [RandomDag(rng, n_inputs=8, n_hidden=3000, max_in_degree=8, biases=True, m=2, dtype=dtype),
+              RandomDag(rng, n_inputs=8, n_hidden=3000, max_in_degree=8, topological_ids=True, dtype=dtype),
+              layered]
+    before = mlpgrad.get_num_threads()
+    try:
+        for g in graphs:
+            d = g.dag()
+            for B in (5, 64, 100):
+                X = rng.standard_normal((B, g.n_inputs)).astype(dtype)
+                results = []
+                for n in (1, 2, 3):
+                    mlpgrad.set_num_threads(n)
+                    Y, gb = d.value_and_grad_batch(X)
+                    results.append([Y, gb.weights, gb.alpha, gb.x, gb.biases if gb.biases is not None else Y])
+                for other in results[1:]:
+                    for a, b in zip(results[0], other):
+                        np.testing.assert_array_equal(a, b)
+    finally:
+        mlpgrad.set_num_threads(before)

@@ -23,6 +23,7 @@
 #include "instances.hpp"
 #include "mlp_calls.hpp"
 #include "mlp_object.hpp"
+#include "threads.hpp"
 
 namespace mlpgrad_python {
 
@@ -209,13 +210,14 @@ py::object DAG::batch_impl(DagModel<T>& m, py::handle X_obj, py::handle dy_obj, 
                                           : py::array_t<T>(static_cast<py::ssize_t>(B));
     auto& tape = m.state().batch_tape;
     require_unchanged(g);
+    const auto pool = batch_pool();  // (with the GIL, which guards the pool's state; held until the pass ends)
     {
         MaybeReleaseGil gil(work(B));
         mlpgrad::dag::forward_batch(m.net, mlpgrad::MatrixView<const T>{X.data(), B, n_inputs_}, tape,
-                                    mlpgrad::MatrixView<T>{yhat.mutable_data(), B, M});
+                                    mlpgrad::MatrixView<T>{yhat.mutable_data(), B, M}, pool.get());
         if (g)
             mlpgrad::dag::unchecked::backward_batch(m.net, tape, mlpgrad::MatrixView<const T>{dy.data(), B, M},
-                                                    g->template views<T>().batch);
+                                                    g->template views<T>().batch, pool.get());
     }
     if (!with_grad) return std::move(yhat);
     return py::make_tuple(std::move(yhat), out);
