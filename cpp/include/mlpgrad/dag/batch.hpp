@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "../gemm/gemm.hpp"
 #include "../kernels.hpp"
 #include "../parallel/thread_pool.hpp"
 #include "../simd.hpp"
@@ -189,54 +190,62 @@ void scatter_level(const Graph<T>& g, std::size_t l, const T* Z, const T* dU, T*
     });
 }
 
-// out (rows × B) = A (rows × depth) X (depth × B) by kernels::gemm, its rows split over the threads in blocks
-// of 4 (the micro-kernel's): each row is computed the same way whoever computes it.
+// A dense level's block W (rows × n_sources) of the caller's weights.
 template <class T>
-void gemm_rows_split(kernels::Operand<T> A, std::size_t rows, MatrixView<const T> X, std::size_t depth, MatrixView<T> out,
-                     parallel::ThreadPool* pool) {
-    for_chunks(pool, rows, 4, rows * depth * out.cols, [&](std::size_t r0, std::size_t r1) {
-        if (r0 == r1) return;
-        kernels::gemm(kernels::Operand<T>{A.data + r0 * A.row_stride, A.row_stride, A.step}, r1 - r0, X, depth,
-                      MatrixView<T>(out.data + r0 * out.cols, r1 - r0, out.cols));
-    });
-}
-
-// A dense level (Graph::dense_level) as one matrix product: U = W Z_in + b 1ᵀ, Z = σ(U), by the MLP's kernels.
-template <class T>
-void dense_forward(const Graph<T>& g, std::size_t l, T* U, T* Z, std::size_t B, parallel::ThreadPool* pool) {
+MatrixView<const T> dense_weights(const Graph<T>& g, std::size_t l) {
     const DenseLevel& d = g.dense_level(l);
-    const std::size_t first = g.level_begin(l), rows = g.level_begin(l + 1) - first, c = d.n_sources;
+    return {g.weights().data + d.edge_begin, g.level_begin(l + 1) - g.level_begin(l), d.n_sources};
+}
+
+// Packing buffers of every dense level's products, reserved before a pass writes anything (as the MLP's
+// batch passes do): a pass either fails up front (std::bad_alloc) or does not allocate.
+template <class T>
+void reserve_dense(const Graph<T>& g, std::size_t B, bool backward, BatchTape<T>& tape, const gemm::Settings<T>& s) {
+    std::size_t need = 0;
+    for (std::size_t l = 1; l < g.n_levels(); ++l) {
+        if (!g.dense_level(l).dense) continue;
+        const MatrixView<const T> W = dense_weights(g, l);
+        if (!backward) {
+            need = std::max(need, gemm::workspace_size(gemm::Operand<T>{nullptr, W.rows, W.cols, W.cols, 1}, B, s));
+            continue;
+        }
+        need = std::max(need, gemm::workspace_size(gemm::Operand<T>{nullptr, W.rows, B, B, 1}, W.cols, s));
+        need = std::max(need, gemm::workspace_size(gemm::Operand<T>{nullptr, W.cols, W.rows, 1, W.cols}, B, s));
+    }
+    if (need) tape.workspace().reserve(need);
+}
+
+// A dense level (Graph::dense_level) as the MLP's packed product: U = W Z_in, Z = σ(U + b 1ᵀ) in the epilogue.
+template <class T>
+void dense_forward(const Graph<T>& g, std::size_t l, T* U, T* Z, std::size_t B, const gemm::Settings<T>& settings) {
+    const DenseLevel& d = g.dense_level(l);
+    const std::size_t first = g.level_begin(l), rows = g.level_begin(l + 1) - first;
     const T* bias = g.has_biases() ? g.biases().data + g.node_at(first) : nullptr;
-    // U = W Z_in (as kernels::matmul_activate), then Z = σ(U + b 1ᵀ)
-    gemm_rows_split(kernels::Operand<T>{g.weights().data + d.edge_begin, c, 1}, rows,
-                    MatrixView<const T>(Z + d.source_begin * B, c, B), c, MatrixView<T>(U + first * B, rows, B), pool);
     dispatch(g.segments(l).front().activation, [&](auto a) {
-        kernels::add_bias_and_activate<decltype(a)::value>(U + first * B, bias, Z + first * B, rows, B);
+        gemm::multiply(gemm::operand(dense_weights(g, l)),
+                       gemm::operand(MatrixView<const T>(Z + d.source_begin * B, d.n_sources, B)),
+                       MatrixView<T>(U + first * B, rows, B), gemm::Update::overwrite,
+                       gemm::BiasActivation<decltype(a)::value, T>{bias, MatrixView<T>(Z + first * B, rows, B)},
+                       settings);
     });
 }
 
-// Its backward, from ∂ŷ/∂U of the level: ∂W = ∂U Z_inᵀ (over the batch) and ∂Z_in += Wᵀ ∂U, the MLP's kernels;
-// the latter skipped when the sources are inputs whose gradient is not wanted.
+// Its backward, from ∂ŷ/∂U of the level: ∂W = ∂U Z_inᵀ (over the batch) and ∂Z_in = Wᵀ ∂U, written, or added
+// when the sources have other successors or seeds; the latter skipped when the sources are inputs whose
+// gradient is not wanted. Both products as the MLP's, bit for bit the same for any thread count.
 template <class T>
 void dense_backward(const Graph<T>& g, std::size_t l, BatchTape<T>& tape, T* dw, bool skip_input_gradient,
-                    parallel::ThreadPool* pool) {
+                    const gemm::Settings<T>& settings) {
     const DenseLevel& d = g.dense_level(l);
     const std::size_t B = tape.batch(), first = g.level_begin(l), rows = g.level_begin(l + 1) - first, c = d.n_sources;
-    const T* const dU = tape.dU().data + first * B;
-    const MatrixView<const T> dU_view(dU, rows, B);
-    T* const Z_in_transposed = tape.scratch(0);
-    kernels::transpose(MatrixView<const T>(tape.Z().data + d.source_begin * B, c, B), MatrixView<T>(Z_in_transposed, B, c));
-    // ∂W = ∂U Z_inᵀ (as kernels::batch_outer_product)
-    gemm_rows_split(kernels::Operand<T>{dU, B, 1}, rows, MatrixView<const T>(Z_in_transposed, B, c), B,
-                    MatrixView<T>(dw + d.edge_begin, rows, c), pool);
+    const MatrixView<const T> dU(tape.dU().data + first * B, rows, B);
+    const MatrixView<const T> Z_in(tape.Z().data + d.source_begin * B, c, B);
+    gemm::multiply(gemm::operand(dU), gemm::transposed(Z_in), MatrixView<T>(dw + d.edge_begin, rows, c),
+                   gemm::Update::overwrite, gemm::Store{}, settings);
     if (skip_input_gradient && d.source_begin + c <= g.n_inputs()) return;
-    // ∂Z_in = Wᵀ ∂U (as kernels::transpose_matmul), written, or added when the sources have other successors
-    T* const dZ_in = tape.dZ().data + d.source_begin * B;
-    T* const target = d.exclusive ? dZ_in : tape.scratch(1);
-    gemm_rows_split(kernels::Operand<T>{g.weights().data + d.edge_begin, 1, c}, c, dU_view, rows,
-                    MatrixView<T>(target, c, B), pool);
-    if (!d.exclusive)
-        for (std::size_t i = 0; i < c * B; ++i) dZ_in[i] += target[i];
+    gemm::multiply(gemm::transposed(dense_weights(g, l)), gemm::operand(dU),
+                   MatrixView<T>(tape.dZ().data + d.source_begin * B, c, B),
+                   d.exclusive ? gemm::Update::overwrite : gemm::Update::accumulate, gemm::Store{}, settings);
 }
 
 }  // namespace detail
@@ -250,14 +259,18 @@ void forward_batch(const Graph<T>& g, MatrixView<const T> X, BatchTape<T>& tape,
     mlpgrad::detail::require_shape(X, X.rows, g.n_inputs(), "X");
     mlpgrad::detail::require_shape(yhat, X.rows, g.output_dim(), "yhat");
     const std::size_t B = X.rows;
-    tape.reset(g.n_nodes(), B, g.max_dense_sources());
+    gemm::Settings<T> settings;
+    settings.pool = pool;
+    settings.workspace = &tape.workspace();
+    detail::reserve_dense(g, B, false, tape, settings);
+    tape.reset(g.n_nodes(), B);
     T* const U = tape.U().data;
     T* const Z = tape.Z().data;
     std::fill(U, U + g.n_inputs() * B, T(0));
     kernels::transpose(X, MatrixView<T>(Z, g.n_inputs(), B));
     for (std::size_t l = 1; l < g.n_levels(); ++l) {
         if (g.dense_level(l).dense) {
-            detail::dense_forward(g, l, U, Z, B, pool);
+            detail::dense_forward(g, l, U, Z, B, settings);
             continue;
         }
         const std::size_t first = g.level_begin(l), last = g.level_begin(l + 1);
@@ -283,6 +296,10 @@ template <class T>
 void backward_batch(const Graph<T>& g, BatchTape<T>& tape, MatrixView<const T> dy, const BatchGradientsView<T>& out,
                     parallel::ThreadPool* pool = nullptr) {
     const std::size_t B = tape.batch(), V = g.n_nodes();
+    gemm::Settings<T> settings;
+    settings.pool = pool;
+    settings.workspace = &tape.workspace();
+    detail::reserve_dense(g, B, true, tape, settings);  // before anything is written
     const T* const U = tape.U().data;
     const T* const Z = tape.Z().data;
     T* const dZ = tape.dZ().data;
@@ -307,7 +324,7 @@ void backward_batch(const Graph<T>& g, BatchTape<T>& tape, MatrixView<const T> d
                                                                  dU + s.begin * B, (s.end - s.begin) * B);
             });
         if (g.dense_level(l).dense) {
-            detail::dense_backward(g, l, tape, out.weights.data, !out.x.data, pool);
+            detail::dense_backward(g, l, tape, out.weights.data, !out.x.data, settings);
             continue;
         }
         detail::scatter_level(g, l, Z, dU, dZ, B, out.weights.data, pool);

@@ -101,10 +101,8 @@ class Graph {
     bool is_dense(std::size_t pos) const { return dense_[pos] != 0; }
     std::size_t output_position(std::size_t k) const { return output_positions_[k]; }
     // A level whose nodes all read the same run of sources through one row-major block of the caller's
-    // weights (a layer of an MLP): the batch passes run it as one matrix product, the dense kernels.
+    // weights (a layer of an MLP): the batch passes run it as the MLP's packed matrix products.
     const DenseLevel& dense_level(std::size_t level) const { return dense_levels_[level]; }
-    // The most sources a dense level reads: the batch tape's scratch rows.
-    std::size_t max_dense_sources() const { return max_dense_sources_; }
     T bias_at(std::size_t pos) const { return biases_.size ? biases_[node_at_[pos]] : T(0); }
 
   private:
@@ -336,7 +334,6 @@ class Graph {
             bool exclusive = true;
             for (std::size_t s = s0; exclusive && s < s0 + c; ++s) exclusive = out_degree[s] == rows;
             dense_levels_[l] = {true, s0, c, e0, exclusive};
-            max_dense_sources_ = std::max(max_dense_sources_, c);
         }
     }
 
@@ -353,7 +350,6 @@ class Graph {
     std::vector<std::vector<Segment>> segments_;
     std::vector<unsigned char> dense_;
     std::vector<DenseLevel> dense_levels_;
-    std::size_t max_dense_sources_ = 0;
 };
 
 }  // namespace dag

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 
+#include "../gemm/gemm.hpp"
 #include "../views.hpp"
 
 namespace mlpgrad {
@@ -44,14 +45,12 @@ class Tape {
 template <class T>
 class BatchTape {
   public:
-    // Sizes the tape for n_nodes nodes and B examples, plus 2 · scratch_rows rows of scratch (the dense levels'
-    // matrix products); allocates only when it needs more room.
-    void reset(std::size_t n_nodes, std::size_t batch, std::size_t scratch_rows = 0) {
+    // Sizes the tape for n_nodes nodes and B examples; allocates only when it needs more room.
+    void reset(std::size_t n_nodes, std::size_t batch) {
         recorded_ = false;
         n_nodes_ = n_nodes;
         batch_ = batch;
-        scratch_rows_ = scratch_rows;
-        const std::size_t n = (4 * n_nodes + 2 * scratch_rows) * batch;
+        const std::size_t n = 4 * n_nodes * batch;
         if (storage_.size() < n) storage_.resize(n);
     }
     std::size_t n_nodes() const { return n_nodes_; }
@@ -63,13 +62,14 @@ class BatchTape {
     MatrixView<T> Z() { return block(1); }
     MatrixView<T> dZ() { return block(2); }  // scratch for ∂ŷ/∂Z
     MatrixView<T> dU() { return block(3); }  // scratch for ∂ŷ/∂U
-    // Two scratch blocks of scratch_rows × B values (as reset() sized them), shaped as the caller needs.
-    T* scratch(std::size_t which) { return storage_.data() + (4 * n_nodes_ + which * scratch_rows_) * batch_; }
+    // The packing buffers of the dense levels' matrix products (gemm::multiply), kept between passes.
+    gemm::Workspace<T>& workspace() { return workspace_; }
 
   private:
     MatrixView<T> block(std::size_t i) { return {storage_.data() + i * n_nodes_ * batch_, n_nodes_, batch_}; }
     aligned_vector<T> storage_;
-    std::size_t n_nodes_ = 0, batch_ = 0, scratch_rows_ = 0;
+    gemm::Workspace<T> workspace_;
+    std::size_t n_nodes_ = 0, batch_ = 0;
     bool recorded_ = false;
 };
 
