@@ -225,10 +225,11 @@ def _from_mlp_vs_mlp(mlpgrad, dtype, rng, repeats, run_ns) -> dict:
 
 
 def streamed_bytes_per_edge(dtype: str) -> int:
-    """Bytes one value_and_grad streams per edge besides the gathers: its 8-byte CSR slot twice (forward and
-    backward), its weight twice, and its weight gradient written (with the read for ownership)."""
+    """Bytes one value_and_grad streams per edge besides the gathers and the tapes, for edges listed in the
+    graph's slot order (as random_dag lists them): its 4-byte CSR slot twice (forward and backward), its weight
+    twice, and its weight gradient written (with the read for ownership)."""
     w = np.dtype(dtype).itemsize
-    return 2 * 8 + 2 * w + 2 * w
+    return 2 * 4 + 2 * w + 2 * w
 
 
 def _fmt(ns):
