@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <string>
 
+#include "register_dag.hpp"
 #include "register_gradients.hpp"
 #include "register_mlp.hpp"
 #include "register_optim.hpp"
@@ -34,6 +35,7 @@ PYBIND11_MODULE(_core, m) {
     register_mlp(m);
     register_optim(m);
     register_threads(m);
+    register_dag(m);
 }
 #undef PyInit__core
 

@@ -5,7 +5,11 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <mlpgrad/activations.hpp>
+
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "arguments.hpp"
 #include "checks.hpp"
@@ -84,6 +88,57 @@ inline bool as_flag(py::handle obj, const char* what, bool fallback) {
     if (!PyBool_Check(obj.ptr()))
         throw py::type_error(std::string(what) + " must be True or False, got " + type_name(obj));
     return obj.ptr() == Py_True;
+}
+
+// new_gradients(batch=...): None (or absent) or an int >= 0 that fits in 64 bits.
+inline std::optional<std::size_t> batch_size_or_none(py::handle batch) {
+    if (!batch || batch.is_none()) return std::nullopt;
+    if (!py::isinstance<py::int_>(batch) || py::isinstance<py::bool_>(batch))
+        throw py::type_error("batch must be an int or None, got " + type_name(batch));
+    int overflow = 0;
+    const long long b = PyLong_AsLongLongAndOverflow(batch.ptr(), &overflow);
+    if (b == -1 && PyErr_Occurred()) throw py::error_already_set();
+    if (overflow != 0 || b < 0)
+        throw py::value_error("batch must be >= 0 and fit in 64 bits, got " + text_of(batch));
+    return static_cast<std::size_t>(b);
+}
+
+// activation=...: one name for all `count` units (layers of an MLP, nodes of a DAG), or a sequence of `count`
+// names, one per `unit`.
+inline std::vector<mlpgrad::Activation> activation_list(py::handle activation, std::size_t count, const char* unit,
+                                                        const char* units) {
+    auto parse = [](py::handle name, const std::string& what) {
+        if (!py::isinstance<py::str>(name))
+            throw py::type_error(what + " must be an activation name (str), got " + type_name(name));
+        try {  // a name that is not valid Unicode (a lone surrogate) is an unknown name, shown escaped
+            return mlpgrad::parse_activation(utf8_text(name));
+        } catch (const std::invalid_argument& e) {
+            throw py::value_error(what + ": " + e.what());
+        }
+    };
+    if (py::isinstance<py::str>(activation))
+        return std::vector<mlpgrad::Activation>(count, parse(activation, "activation"));
+    // bytes are a sequence too, but of ints: b"relu" is a name that was not decoded, not 4 names
+    if (!py::isinstance<py::sequence>(activation) || PyBytes_Check(activation.ptr()) ||
+        PyByteArray_Check(activation.ptr()))
+        throw py::type_error(std::string("activation must be a name (str) or a sequence of one name per ") + unit +
+                             ", got " + type_name(activation));
+    auto seq = py::reinterpret_borrow<py::sequence>(activation);
+    std::vector<py::object> names;
+    std::size_t n = 0;
+    try {  // a user-defined sequence runs user code: whatever it raises becomes a TypeError
+        n = seq.size();
+        for (std::size_t t = 0; t < n && t < count; ++t) names.push_back(seq[t]);
+    } catch (py::error_already_set& e) {
+        raise_chained(e, PyExc_TypeError, "activation could not be read as a sequence of names");
+    }
+    if (n != count)
+        throw py::value_error("activation has " + std::to_string(n) + " names but the network has " +
+                              std::to_string(count) + " " + units);
+    std::vector<mlpgrad::Activation> out;
+    for (std::size_t t = 0; t < count; ++t)
+        out.push_back(parse(names[t], "activation[" + std::to_string(t) + "]"));
+    return out;
 }
 
 }  // namespace mlpgrad_python

@@ -222,17 +222,7 @@ py::object MLP::backward_impl(Model<T>& m, py::handle dy_obj, py::handle out_obj
     return out;
 }
 
-inline std::optional<std::size_t> MLP::parse_batch(py::handle batch) {
-    if (!batch || batch.is_none()) return std::nullopt;
-    if (!py::isinstance<py::int_>(batch) || py::isinstance<py::bool_>(batch))
-        throw py::type_error("batch must be an int or None, got " + type_name(batch));
-    int overflow = 0;
-    const long long b = PyLong_AsLongLongAndOverflow(batch.ptr(), &overflow);
-    if (b == -1 && PyErr_Occurred()) throw py::error_already_set();
-    if (overflow != 0 || b < 0)
-        throw py::value_error("batch must be >= 0 and fit in 64 bits, got " + text_of(batch));
-    return static_cast<std::size_t>(b);
-}
+inline std::optional<std::size_t> MLP::parse_batch(py::handle batch) { return batch_size_or_none(batch); }
 
 // with_x = false (batch set): parameter-only gradients, with no x and no batch size (they fit any).
 template <class T>

@@ -22,6 +22,7 @@
 #include "arguments.hpp"
 #include "array_guard.hpp"
 #include "checks.hpp"
+#include "conversions.hpp"
 #include "gradients_object.hpp"
 #include "instances.hpp"
 #include "thread_state.hpp"
@@ -139,6 +140,11 @@ class MLP {
     }
     bool vector_output() const { return vector_output_; }
     std::size_t outputs() const { return vector_output_ ? static_cast<std::size_t>(alpha_.shape(1)) : 1; }
+    // f(the core's Network<T>) for this network's dtype (DAG.from_mlp reads it).
+    template <class F>
+    decltype(auto) core(F&& f) const {
+        return visit([&](auto& m) -> decltype(auto) { return f(m.net); });
+    }
 
     // The call methods take handles that are null when the argument was not passed (see fast_call.hpp).
     py::object forward(py::handle x);
@@ -224,37 +230,7 @@ class MLP {
     }
 
     static std::vector<Activation> parse_activations(py::handle activation, std::size_t depth) {
-        auto parse = [](py::handle name, const std::string& what) {
-            if (!py::isinstance<py::str>(name))
-                throw py::type_error(what + " must be an activation name (str), got " + type_name(name));
-            try {  // a name that is not valid Unicode (a lone surrogate) is an unknown name, shown escaped
-                return mlpgrad::parse_activation(utf8_text(name));
-            } catch (const std::invalid_argument& e) {
-                throw py::value_error(what + ": " + e.what());
-            }
-        };
-        if (py::isinstance<py::str>(activation))
-            return std::vector<Activation>(depth, parse(activation, "activation"));
-        // bytes are a sequence too, but of ints: b"relu" is a name that was not decoded, not 4 names
-        if (!py::isinstance<py::sequence>(activation) || PyBytes_Check(activation.ptr()) ||
-            PyByteArray_Check(activation.ptr()))
-            throw py::type_error("activation must be a name (str) or a sequence of one name per layer, got " +
-                                 type_name(activation));
-        auto seq = py::reinterpret_borrow<py::sequence>(activation);
-        std::vector<py::object> names;
-        std::size_t n = 0;
-        try {  // a user-defined sequence runs user code: whatever it raises becomes a TypeError
-            n = seq.size();
-            for (std::size_t t = 0; t < n && t < depth; ++t) names.push_back(seq[t]);
-        } catch (py::error_already_set& e) {
-            raise_chained(e, PyExc_TypeError, "activation could not be read as a sequence of names");
-        }
-        if (n != depth)
-            throw py::value_error("activation has " + std::to_string(n) + " names but the network has " +
-                                  std::to_string(depth) + " layers");
-        std::vector<Activation> out;
-        for (std::size_t t = 0; t < depth; ++t) out.push_back(parse(names[t], "activation[" + std::to_string(t) + "]"));
-        return out;
+        return activation_list(activation, depth, "layer", "layers");
     }
 
     template <class T>

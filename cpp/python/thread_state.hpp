@@ -60,13 +60,15 @@ inline ThreadExitHook& thread_exit_hook() {
     return hook;
 }
 
-template <class T>
+// Net is the shared read-only core object (a Network, or a dag::Graph for mlpgrad.DAG), State its per-thread
+// tapes.
+template <class T, class Net = mlpgrad::Network<T>, class State = ThreadState<T>>
 class Model {
     struct States final : ThreadStateTable {
         std::mutex mutex;
-        std::unordered_map<std::thread::id, std::unique_ptr<ThreadState<T>>> map;
+        std::unordered_map<std::thread::id, std::unique_ptr<State>> map;
         void forget(std::thread::id id) override {
-            std::unique_ptr<ThreadState<T>> dead;  // freed after the lock is released
+            std::unique_ptr<State> dead;  // freed after the lock is released
             std::lock_guard<std::mutex> lock(mutex);
             auto it = map.find(id);
             if (it == map.end()) return;
@@ -76,25 +78,25 @@ class Model {
     };
 
   public:
-    explicit Model(mlpgrad::Network<T> net) : net(std::move(net)), states_(std::make_shared<States>()) {}
+    explicit Model(Net net) : net(std::move(net)), states_(std::make_shared<States>()) {}
 
-    ThreadState<T>& state() {
+    State& state() {
         std::lock_guard<std::mutex> lock(states_->mutex);
         auto& slot = states_->map[std::this_thread::get_id()];
         if (!slot) {
             thread_exit_hook().add(states_);
-            slot = std::make_unique<ThreadState<T>>();
+            slot = std::make_unique<State>();
         }
         return *slot;
     }
     // nullptr when this thread has not computed with the model yet.
-    ThreadState<T>* find_state() {
+    State* find_state() {
         std::lock_guard<std::mutex> lock(states_->mutex);
         auto it = states_->map.find(std::this_thread::get_id());
         return it == states_->map.end() ? nullptr : it->second.get();
     }
 
-    const mlpgrad::Network<T> net;
+    const Net net;
 
   private:
     std::shared_ptr<States> states_;

@@ -507,5 +507,82 @@ TEST(DagThreads, TwoThreadsShareAGraph) {
     EXPECT_TRUE(same1);
 }
 
+// ---- Threads inside a batch pass: the same bits for any pool size -----------------------------------------
+
+// d renumbered so that ids follow its topological order, edges listed by destination: the graph then keeps
+// the ids as its layout and reads the weights in slot order.
+template <class T>
+OwnedDag<T> renumbered_topologically(const OwnedDag<T>& d) {
+    std::vector<std::size_t> id(d.n_nodes);
+    std::iota(id.begin(), id.begin() + static_cast<std::ptrdiff_t>(d.n_inputs), std::size_t(0));
+    for (std::size_t r = 0; r < d.order.size(); ++r) id[d.order[r]] = d.n_inputs + r;
+    OwnedDag<T> e = d;
+    std::vector<std::size_t> edges(d.src.size());
+    std::iota(edges.begin(), edges.end(), std::size_t(0));
+    std::stable_sort(edges.begin(), edges.end(), [&](std::size_t a, std::size_t b) {
+        return id[static_cast<std::size_t>(d.dst[a])] < id[static_cast<std::size_t>(d.dst[b])];
+    });
+    for (std::size_t k = 0; k < edges.size(); ++k) {
+        e.src[k] = static_cast<std::int64_t>(id[static_cast<std::size_t>(d.src[edges[k]])]);
+        e.dst[k] = static_cast<std::int64_t>(id[static_cast<std::size_t>(d.dst[edges[k]])]);
+        e.weights[k] = d.weights[edges[k]];
+    }
+    for (auto& o : e.outputs) o = static_cast<std::int64_t>(id[static_cast<std::size_t>(o)]);
+    if (d.activations.size() > 1)
+        for (std::size_t v = 0; v < d.n_nodes; ++v) e.activations[id[v]] = d.activations[v];
+    if (!d.biases.empty())
+        for (std::size_t v = 0; v < d.n_nodes; ++v) e.biases[id[v]] = d.biases[v];
+    return e;
+}
+
+template <class T>
+std::vector<std::vector<T>> batch_pass(const dag::Graph<T>& g, std::size_t B, bool with_biases, bool with_x,
+                                       mlpgrad::parallel::ThreadPool* pool) {
+    Random rng(B);
+    const std::size_t n = g.n_inputs(), m = g.output_dim();
+    const std::vector<T> X = random_vector<T>(rng, B * n), dY = random_vector<T>(rng, B * m);
+    std::vector<T> yhat(B * m), dX(B * n), dalpha(g.n_outputs() * m), dw(g.n_edges()), db(with_biases ? g.n_nodes() : 0);
+    dag::BatchTape<T> tape;
+    dag::value_and_grad_batch(g, MatrixView<const T>(X.data(), B, n), tape, MatrixView<T>(yhat.data(), B, m),
+                              MatrixView<const T>(dY.data(), B, m),
+                              {mview(dw), MatrixView<T>(dalpha.data(), g.n_outputs(), m),
+                               with_x ? MatrixView<T>(dX.data(), B, n) : MatrixView<T>{},
+                               db.empty() ? VectorView<T>{} : mview(db)},
+                              pool);
+    return {yhat, dX, dalpha, dw, db};
+}
+
+template <class T>
+void check_thread_counts(const dag::Graph<T>& g, bool with_biases, const std::string& what) {
+    mlpgrad::parallel::ThreadPool two(2), three(3);
+    for (std::size_t B : {1, 7, 16, 37, 64, 100}) {
+        for (bool with_x : {true, false}) {
+            SCOPED_TRACE(what + ", B = " + std::to_string(B) + (with_x ? "" : ", no x"));
+            const auto alone = batch_pass(g, B, with_biases, with_x, nullptr);
+            EXPECT_TRUE(batch_pass(g, B, with_biases, with_x, &two) == alone);
+            EXPECT_TRUE(batch_pass(g, B, with_biases, with_x, &three) == alone);
+        }
+    }
+}
+
+TEST(DagThreads, BatchPassesGiveTheSameBitsForAnyThreadCount) {
+    // Big enough that every level crosses the work threshold for threads at the larger batches.
+    const DagShape shape{16, 20000, 8, 5, 2, true, true, Activation::tanh};
+    const OwnedDag<double> d = random_dag<double>(shape, 8);
+    check_thread_counts(d.graph(), true, "random DAG, levels by longest path");
+    check_thread_counts(renumbered_topologically(d).graph(), true, "random DAG, ids in topological order");
+    const OwnedDag<float> f = random_dag<float>({8, 5000, 8, 3, 1, false, false, Activation::relu}, 9);
+    check_thread_counts(f.graph(), false, "float32");
+    Random rng(10);
+    std::vector<std::vector<double>> W;
+    std::vector<MatrixView<const double>> views;
+    for (std::size_t t = 0; t < 3; ++t) W.push_back(random_vector<double>(rng, 130 * 130, 0.1));
+    for (const auto& w : W) views.push_back({w.data(), 130, 130});
+    const std::vector<double> alpha = random_vector<double>(rng, 130);
+    const mlpgrad::Network<double> net(views, cview(alpha), Activation::relu);
+    const dag::MlpGraphArrays<double> arrays(net);
+    check_thread_counts(arrays.graph(), false, "from an MLP (dense levels)");
+}
+
 }  // namespace
 }  // namespace mlpgrad_test

@@ -165,6 +165,105 @@ class MLP:
     def backward_batch(self, dy: Optional[_ArrayLike] = None, *, out: Optional[Gradients] = None) -> Gradients:
         """Gradients of Σ_b dy_bᵀŷ_b at this thread's last batch forward pass, without a second one."""
 
+class DAGGradients:
+    """Gradient buffers of a DAG (see ``DAG.new_gradients``); pickling raises TypeError."""
+
+    def __init__(
+        self,
+        weights: _FloatArray,
+        alpha: _FloatArray,
+        x: Optional[_FloatArray] = None,
+        biases: Optional[_FloatArray] = None,
+        z: Optional[_FloatArray] = None,
+        u: Optional[_FloatArray] = None,
+    ) -> None: ...
+    def __init_subclass__(cls, **kwargs: Any) -> None: ...
+    def __reduce__(self) -> NoReturn: ...
+    def __reduce_ex__(self, protocol: int, /) -> NoReturn: ...
+    @property
+    def weights(self) -> _FloatArray:
+        """d/dw per edge, shape (n_edges,)."""
+    @property
+    def alpha(self) -> _FloatArray:
+        """d/d alpha, shaped like alpha."""
+    @property
+    def x(self) -> Optional[_FloatArray]:
+        """d/dx, (n_inputs,) or (B, n_inputs); None for parameter-only gradients."""
+    @property
+    def biases(self) -> Optional[_FloatArray]:
+        """d/db per node (0 at inputs), or None when the DAG has no biases."""
+    @property
+    def z(self) -> Optional[_FloatArray]:
+        """d/dz per node id (one example), or None."""
+    @property
+    def u(self) -> Optional[_FloatArray]:
+        """d/du per node id (one example), or None."""
+    @property
+    def batch(self) -> Optional[int]: ...
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+
+_Output = Union[float, _FloatArray]
+
+class DAG:
+    """Backpropagation on any directed acyclic graph over the caller's arrays (weights, alpha, biases viewed)."""
+
+    def __init__(
+        self,
+        n_inputs: int,
+        src: _ArrayLike,
+        dst: _ArrayLike,
+        weights: _FloatArray,
+        outputs: _ArrayLike,
+        alpha: _FloatArray,
+        activation: Union[str, Sequence[str]] = "relu",
+        *,
+        biases: Optional[_FloatArray] = None,
+    ) -> None: ...
+    @staticmethod
+    def from_mlp(net: MLP, /) -> DAG: ...
+    def __init_subclass__(cls, **kwargs: Any) -> None: ...
+    def __getstate__(self) -> tuple[Any, ...]: ...
+    def __setstate__(self, state: tuple[Any, ...], /) -> None: ...
+    def __reduce__(self) -> tuple[Any, ...]: ...
+    def __reduce_ex__(self, protocol: int, /) -> tuple[Any, ...]: ...
+    @property
+    def n_nodes(self) -> int: ...
+    @property
+    def n_edges(self) -> int: ...
+    @property
+    def n_inputs(self) -> int: ...
+    @property
+    def src(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def dst(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def outputs(self) -> npt.NDArray[np.int64]: ...
+    @property
+    def weights(self) -> _FloatArray:
+        """The very weights array passed in."""
+    @property
+    def alpha(self) -> _FloatArray:
+        """The very alpha array passed in."""
+    @property
+    def biases(self) -> Optional[_FloatArray]: ...
+    @property
+    def activation(self) -> Union[str, tuple[str, ...]]: ...
+    @property
+    def output_shape(self) -> tuple[int, ...]: ...
+    @property
+    def dtype(self) -> np.dtype[Any]: ...
+    def forward(self, x: _ArrayLike, /) -> _Output:
+        """ŷ for one example: a float, or (m,) for a 2-D alpha."""
+    def value_and_grad(
+        self, x: _ArrayLike, dy: Union[float, _ArrayLike] = 1.0, *, out: Optional[DAGGradients] = None
+    ) -> tuple[_Output, DAGGradients]: ...
+    def forward_batch(self, X: _ArrayLike, /) -> _FloatArray: ...
+    def value_and_grad_batch(
+        self, X: _ArrayLike, dy: Optional[_ArrayLike] = None, *, out: Optional[DAGGradients] = None
+    ) -> tuple[_FloatArray, DAGGradients]: ...
+    def new_gradients(self, batch: Optional[int] = None, *, x: bool = True) -> DAGGradients: ...
+
 # Private: the optimiser updates behind mlpgrad.optim (one parameter array, in place).
 def _sgd_update(
     param: _FloatArray, grad: _FloatArray, velocity: Optional[_FloatArray], lr: float, momentum: float,

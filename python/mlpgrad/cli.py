@@ -147,6 +147,9 @@ def _add_bench(subparsers):
                    help="fit mlpgrad.sklearn's estimators and scikit-learn's (and a PyTorch loop) with the same "
                    "parameters on scikit-learn's bundled datasets, one thread: fit time and test error; and the "
                    "cost of biases in a training step (needs pip install 'mlpgrad[sklearn]')")
+    p.add_argument("--dag", action="store_true",
+                   help="time DAG.value_and_grad on random DAGs of in-degree 8 (E = 1e4..1e7) against PyTorch "
+                   "and the oracle, with the slope of time against E, and DAG.from_mlp against MLP (issue 12)")
     p.add_argument("--networks", type=_network_list, metavar="K0-...-1,...",
                    help="with --training-step: the networks' widths, ending in 1 (default: 784-256-256-1,"
                    "64-64-64-64-1,256-256-256-256-256-1)")
@@ -179,7 +182,7 @@ def _add_bench(subparsers):
 
 def _check_bench(args, parser):
     modes = [name for name, on in (("--targets", args.targets), ("--training-step", args.training_step),
-                                   ("--train", args.train)) if on]
+                                   ("--train", args.train), ("--dag", args.dag)) if on]
     if len(modes) > 1:
         parser.error(f"{' and '.join(modes)}: choose one")
     if args.train:
@@ -191,6 +194,14 @@ def _check_bench(args, parser):
         if given:
             parser.error(f"{', '.join(given)}: not applicable with --train (fixed cases on one thread)")
         return
+    if args.dag:
+        grid_only = {"--markdown": args.markdown, "--peers": args.peers, "--widths": args.widths,
+                     "--depths": args.depths, "--batch-sizes": args.batch_sizes, "--networks": args.networks,
+                     "--threads": args.threads != 1, "--activation": args.activation != "relu"}
+        given = [name for name, value in grid_only.items() if value not in (None, False)]
+        if given:
+            parser.error(f"{', '.join(given)}: not applicable with --dag (ReLU random DAGs on one thread, "
+                         "peers mlpgrad, PyTorch and the oracle)")
     if args.training_step:
         square_grid_only = {"--plot": args.plot, "--widths": args.widths, "--depths": args.depths,
                             "--threads": args.threads != 1, "--activation": args.activation != "relu",

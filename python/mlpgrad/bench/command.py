@@ -36,6 +36,10 @@ def grid_spec(args) -> GridSpec:
 
 def run(args, console) -> int:
     """Run the grid; exit code 1 if a peer disagreed with mlpgrad, 2 if --plot cannot be honoured."""
+    if getattr(args, "dag", False):  # bench --dag: random DAGs (mlpgrad.bench.dag)
+        from .dag import run as run_dag
+
+        return run_dag(args, console)
     note = peers_mod.configure_xla_threads(args.threads)  # before anything imports jax
     if args.plot:
         from .plot import require_matplotlib

@@ -5,7 +5,9 @@
 #include <algorithm>
 #include <stdexcept>
 
+#include "../gemm/gemm.hpp"
 #include "../kernels.hpp"
+#include "../parallel/thread_pool.hpp"
 #include "../simd.hpp"
 #include "backward.hpp"
 #include "forward.hpp"
@@ -16,7 +18,7 @@ namespace mlpgrad {
 namespace dag {
 
 // Gradients of Σ_b Σ_j dy_{bj} ŷ_{bj}: weights, alpha and biases summed over the batch; x is (B × n_inputs),
-// row b = ∂/∂x_b. biases may be empty (skipped).
+// row b = ∂/∂x_b. biases may be empty (skipped); so may x (parameter gradients only, for any batch size).
 template <class T>
 struct BatchGradientsView {
     VectorView<T> weights;
@@ -27,12 +29,33 @@ struct BatchGradientsView {
 
 namespace detail {
 
+constexpr std::size_t tile_vectors = 4;  // register tiles of gather_row and scatter_row: 4 vectors of examples
+
+// Below this many multiply-adds a level runs on the calling thread alone: waking the workers costs more.
+constexpr std::size_t parallel_work = std::size_t(1) << 15;
+
+// f(begin, end) over [0, n) cut into one contiguous chunk per thread of `pool`, at multiples of `grain` (the
+// last chunk ends at n). Every index gets the same operations whichever chunk holds it, so results do not
+// depend on the thread count. One chunk, f(0, n), without a pool or below parallel_work.
+template <class F>
+void for_chunks(parallel::ThreadPool* pool, std::size_t n, std::size_t grain, std::size_t work, F&& f) {
+    const std::size_t units = (n + grain - 1) / grain;
+    const std::size_t parts = pool && work >= parallel_work ? std::min(pool->size(), units) : 1;
+    if (parts <= 1) {
+        f(std::size_t(0), n);
+        return;
+    }
+    pool->run(parts, [&](std::size_t t) {
+        f(std::min(n, units * t / parts * grain), std::min(n, units * (t + 1) / parts * grain));
+    });
+}
+
 // U row p = b_p + Σ_{e = (s → p)} w_e Z row s, in register tiles of `tile` vectors across the examples so the
 // accumulators stay in registers for the whole gather.
 template <class T>
 MLPGRAD_NOINLINE void gather_row(const Graph<T>& g, std::size_t p, const T* Z, std::size_t B, T* u_row) {
     using Vec = simd::Vec<T>;
-    constexpr std::size_t V = Vec::size, tile = 4;
+    constexpr std::size_t V = Vec::size, tile = tile_vectors;
     const T* const w = g.weights().data;
     const std::size_t first = g.in_begin(p), last = g.in_begin(p + 1);
     const T bias = g.bias_at(p);
@@ -70,7 +93,7 @@ template <class T>
 MLPGRAD_NOINLINE void scatter_row(const Graph<T>& g, std::size_t p, const T* Z, const T* du, T* dZ, std::size_t B,
                                   T* dw) {
     using Vec = simd::Vec<T>;
-    constexpr std::size_t V = Vec::size, tile = 4;
+    constexpr std::size_t V = Vec::size, tile = tile_vectors;
     const T* const w = g.weights().data;
     const std::size_t first = g.in_begin(p), last = g.in_begin(p + 1);
     for (std::size_t i = first; i < last; ++i) dw[g.slot_edge(i)] = T(0);
@@ -99,21 +122,163 @@ MLPGRAD_NOINLINE void scatter_row(const Graph<T>& g, std::size_t p, const T* Z, 
     }
 }
 
+// scatter_row split in two for threads, each with scatter_row's arithmetic exactly, so that results are the
+// same bit for bit: the ∂Z part over the examples [b0, b1) (b0 a multiple of the tile, b1 too or B) ...
+template <class T>
+MLPGRAD_NOINLINE void scatter_row_columns(const Graph<T>& g, std::size_t p, const T* du, T* dZ, std::size_t B,
+                                          std::size_t b0, std::size_t b1) {
+    using Vec = simd::Vec<T>;
+    constexpr std::size_t V = Vec::size, tile = tile_vectors;
+    const T* const w = g.weights().data;
+    const std::size_t first = g.in_begin(p), last = g.in_begin(p + 1);
+    std::size_t b = b0;
+    for (; b + tile * V <= b1; b += tile * V) {
+        Vec gu[tile];
+        MLPGRAD_UNROLL
+        for (std::size_t c = 0; c < tile; ++c) gu[c] = Vec::load(du + b + c * V);
+        for (std::size_t i = first; i < last; ++i) {
+            const std::size_t row = g.slot_source(i) * B + b;
+            const Vec wv = Vec::broadcast(w[g.slot_edge(i)]);
+            MLPGRAD_UNROLL
+            for (std::size_t c = 0; c < tile; ++c)
+                simd::fma(wv, gu[c], Vec::load(dZ + row + c * V)).store(dZ + row + c * V);
+        }
+    }
+    if (b == b1) return;  // b1 = B here: the examples past the last full tile
+    for (std::size_t i = first; i < last; ++i)
+        kernels::axpy(w[g.slot_edge(i)], du + b, dZ + g.slot_source(i) * B + b, B - b);
+}
+
+// ... and ∂w_e = Σ_b ∂U[p, b] Z[s, b] for p's in-edges, tile by tile as scatter_row sums it.
+template <class T>
+MLPGRAD_NOINLINE void row_weight_gradients(const Graph<T>& g, std::size_t p, const T* Z, const T* du, std::size_t B,
+                                           T* dw) {
+    using Vec = simd::Vec<T>;
+    constexpr std::size_t V = Vec::size, tile = tile_vectors;
+    const std::size_t full = B - B % (tile * V);
+    for (std::size_t i = g.in_begin(p); i < g.in_begin(p + 1); ++i) {
+        const T* z = Z + g.slot_source(i) * B;
+        T sum = T(0);
+        for (std::size_t b = 0; b < full; b += tile * V) {
+            Vec acc = Vec::zero();
+            MLPGRAD_UNROLL
+            for (std::size_t c = 0; c < tile; ++c) acc = simd::fma(Vec::load(du + b + c * V), Vec::load(z + b + c * V), acc);
+            sum += simd::horizontal_sum(acc);
+        }
+        if (full != B) sum += kernels::dot(du + full, z + full, B - full);
+        dw[g.slot_edge(i)] = sum;
+    }
+}
+
+// The edge-by-edge backward of level l: fused (scatter_row) on one thread; with threads, ∂Z split over the
+// examples and ∂w over the nodes, the same arithmetic.
+template <class T>
+void scatter_level(const Graph<T>& g, std::size_t l, const T* Z, const T* dU, T* dZ, std::size_t B, T* dw,
+                   parallel::ThreadPool* pool) {
+    const std::size_t first = g.level_begin(l), last = g.level_begin(l + 1);
+    const std::size_t work = (g.in_begin(last) - g.in_begin(first)) * B;
+    constexpr std::size_t grain = tile_vectors * simd::Vec<T>::size;
+    if (!pool || pool->size() < 2 || work < parallel_work || B < 2 * grain) {
+        for (std::size_t p = first; p < last; ++p) scatter_row(g, p, Z, dU + p * B, dZ, B, dw);
+        return;
+    }
+    for_chunks(pool, B, grain, work, [&](std::size_t b0, std::size_t b1) {
+        for (std::size_t p = first; p < last; ++p) scatter_row_columns(g, p, dU + p * B, dZ, B, b0, b1);
+    });
+    for_chunks(pool, last - first, 1, work, [&](std::size_t r0, std::size_t r1) {
+        for (std::size_t p = first + r0; p < first + r1; ++p) row_weight_gradients(g, p, Z, dU + p * B, B, dw);
+    });
+}
+
+// A dense level's block W (rows × n_sources) of the caller's weights.
+template <class T>
+MatrixView<const T> dense_weights(const Graph<T>& g, std::size_t l) {
+    const DenseLevel& d = g.dense_level(l);
+    return {g.weights().data + d.edge_begin, g.level_begin(l + 1) - g.level_begin(l), d.n_sources};
+}
+
+// Packing buffers of every dense level's products, reserved before a pass writes anything (as the MLP's
+// batch passes do): a pass either fails up front (std::bad_alloc) or does not allocate.
+template <class T>
+void reserve_dense(const Graph<T>& g, std::size_t B, bool backward, BatchTape<T>& tape, const gemm::Settings<T>& s) {
+    std::size_t need = 0;
+    for (std::size_t l = 1; l < g.n_levels(); ++l) {
+        if (!g.dense_level(l).dense) continue;
+        const MatrixView<const T> W = dense_weights(g, l);
+        if (!backward) {
+            need = std::max(need, gemm::workspace_size(gemm::Operand<T>{nullptr, W.rows, W.cols, W.cols, 1}, B, s));
+            continue;
+        }
+        need = std::max(need, gemm::workspace_size(gemm::Operand<T>{nullptr, W.rows, B, B, 1}, W.cols, s));
+        need = std::max(need, gemm::workspace_size(gemm::Operand<T>{nullptr, W.cols, W.rows, 1, W.cols}, B, s));
+    }
+    if (need) tape.workspace().reserve(need);
+}
+
+// A dense level (Graph::dense_level) as the MLP's packed product: U = W Z_in, Z = σ(U + b 1ᵀ) in the epilogue.
+template <class T>
+void dense_forward(const Graph<T>& g, std::size_t l, T* U, T* Z, std::size_t B, const gemm::Settings<T>& settings) {
+    const DenseLevel& d = g.dense_level(l);
+    const std::size_t first = g.level_begin(l), rows = g.level_begin(l + 1) - first;
+    const T* bias = g.has_biases() ? g.biases().data + g.node_at(first) : nullptr;
+    dispatch(g.segments(l).front().activation, [&](auto a) {
+        gemm::multiply(gemm::operand(dense_weights(g, l)),
+                       gemm::operand(MatrixView<const T>(Z + d.source_begin * B, d.n_sources, B)),
+                       MatrixView<T>(U + first * B, rows, B), gemm::Update::overwrite,
+                       gemm::BiasActivation<decltype(a)::value, T>{bias, MatrixView<T>(Z + first * B, rows, B)},
+                       settings);
+    });
+}
+
+// Its backward, from ∂ŷ/∂U of the level: ∂W = ∂U Z_inᵀ (over the batch) and ∂Z_in = Wᵀ ∂U, written, or added
+// when the sources have other successors or seeds; the latter skipped when the sources are inputs whose
+// gradient is not wanted. Both products as the MLP's, bit for bit the same for any thread count.
+template <class T>
+void dense_backward(const Graph<T>& g, std::size_t l, BatchTape<T>& tape, T* dw, bool skip_input_gradient,
+                    const gemm::Settings<T>& settings) {
+    const DenseLevel& d = g.dense_level(l);
+    const std::size_t B = tape.batch(), first = g.level_begin(l), rows = g.level_begin(l + 1) - first, c = d.n_sources;
+    const MatrixView<const T> dU(tape.dU().data + first * B, rows, B);
+    const MatrixView<const T> Z_in(tape.Z().data + d.source_begin * B, c, B);
+    gemm::multiply(gemm::operand(dU), gemm::transposed(Z_in), MatrixView<T>(dw + d.edge_begin, rows, c),
+                   gemm::Update::overwrite, gemm::Store{}, settings);
+    if (skip_input_gradient && d.source_begin + c <= g.n_inputs()) return;
+    gemm::multiply(gemm::transposed(dense_weights(g, l)), gemm::operand(dU),
+                   MatrixView<T>(tape.dZ().data + d.source_begin * B, c, B),
+                   d.exclusive ? gemm::Update::overwrite : gemm::Update::accumulate, gemm::Store{}, settings);
+}
+
 }  // namespace detail
 
 // ŷ for each row b of X (B × n_inputs), written to yhat (B × m); records the pass on `tape`.
+// With a pool, each level's nodes (or a dense level's rows) are split over its threads; results are the same
+// bit for bit for any thread count.
 template <class T>
-void forward_batch(const Graph<T>& g, MatrixView<const T> X, BatchTape<T>& tape, MatrixView<T> yhat) {
+void forward_batch(const Graph<T>& g, MatrixView<const T> X, BatchTape<T>& tape, MatrixView<T> yhat,
+                   parallel::ThreadPool* pool = nullptr) {
     mlpgrad::detail::require_shape(X, X.rows, g.n_inputs(), "X");
     mlpgrad::detail::require_shape(yhat, X.rows, g.output_dim(), "yhat");
     const std::size_t B = X.rows;
+    gemm::Settings<T> settings;
+    settings.pool = pool;
+    settings.workspace = &tape.workspace();
+    detail::reserve_dense(g, B, false, tape, settings);
     tape.reset(g.n_nodes(), B);
     T* const U = tape.U().data;
     T* const Z = tape.Z().data;
     std::fill(U, U + g.n_inputs() * B, T(0));
     kernels::transpose(X, MatrixView<T>(Z, g.n_inputs(), B));
     for (std::size_t l = 1; l < g.n_levels(); ++l) {
-        for (std::size_t p = g.level_begin(l); p < g.level_begin(l + 1); ++p) detail::gather_row(g, p, Z, B, U + p * B);
+        if (g.dense_level(l).dense) {
+            detail::dense_forward(g, l, U, Z, B, settings);
+            continue;
+        }
+        const std::size_t first = g.level_begin(l), last = g.level_begin(l + 1);
+        detail::for_chunks(pool, last - first, 1, (g.in_begin(last) - g.in_begin(first)) * B,
+                           [&](std::size_t r0, std::size_t r1) {
+                               for (std::size_t p = first + r0; p < first + r1; ++p)
+                                   detail::gather_row(g, p, Z, B, U + p * B);
+                           });
         detail::activate_level(g, l, U, Z, B);
     }
     const auto alpha = g.alpha();
@@ -128,8 +293,13 @@ void forward_batch(const Graph<T>& g, MatrixView<const T> X, BatchTape<T>& tape,
 namespace unchecked {
 
 template <class T>
-void backward_batch(const Graph<T>& g, BatchTape<T>& tape, MatrixView<const T> dy, const BatchGradientsView<T>& out) {
+void backward_batch(const Graph<T>& g, BatchTape<T>& tape, MatrixView<const T> dy, const BatchGradientsView<T>& out,
+                    parallel::ThreadPool* pool = nullptr) {
     const std::size_t B = tape.batch(), V = g.n_nodes();
+    gemm::Settings<T> settings;
+    settings.pool = pool;
+    settings.workspace = &tape.workspace();
+    detail::reserve_dense(g, B, true, tape, settings);  // before anything is written
     const T* const U = tape.U().data;
     const T* const Z = tape.Z().data;
     T* const dZ = tape.dZ().data;
@@ -153,10 +323,13 @@ void backward_batch(const Graph<T>& g, BatchTape<T>& tape, MatrixView<const T> d
                 kernels::hadamard_derivative<decltype(a)::value>(dZ + s.begin * B, U + s.begin * B, Z + s.begin * B,
                                                                  dU + s.begin * B, (s.end - s.begin) * B);
             });
-        for (std::size_t p = g.level_begin(l); p < g.level_begin(l + 1); ++p)
-            detail::scatter_row(g, p, Z, dU + p * B, dZ, B, out.weights.data);
+        if (g.dense_level(l).dense) {
+            detail::dense_backward(g, l, tape, out.weights.data, !out.x.data, settings);
+            continue;
+        }
+        detail::scatter_level(g, l, Z, dU, dZ, B, out.weights.data, pool);
     }
-    kernels::transpose(MatrixView<const T>(dZ, g.n_inputs(), B), out.x);
+    if (out.x.data) kernels::transpose(MatrixView<const T>(dZ, g.n_inputs(), B), out.x);
     if (out.biases.size)
         for (std::size_t p = 0; p < V; ++p) {
             const std::size_t v = g.node_at(p);
@@ -169,27 +342,29 @@ void backward_batch(const Graph<T>& g, BatchTape<T>& tape, MatrixView<const T> d
 }  // namespace unchecked
 
 // Gradients of Σ_{b,j} dy_{bj} ŷ_{bj} at the batch recorded on `tape` (dy is B × m). Checks every shape
-// before writing anything.
+// before writing anything. With a pool, as forward_batch: the same results for any thread count.
 template <class T>
-void backward_batch(const Graph<T>& g, BatchTape<T>& tape, MatrixView<const T> dy, const BatchGradientsView<T>& out) {
+void backward_batch(const Graph<T>& g, BatchTape<T>& tape, MatrixView<const T> dy, const BatchGradientsView<T>& out,
+                    parallel::ThreadPool* pool = nullptr) {
     if (!tape.recorded() || tape.n_nodes() != g.n_nodes())
         throw std::logic_error("dag::backward_batch() needs a dag::forward_batch() of this graph on the same tape first");
     require_fits(g, out.weights, out.alpha, out.x, out.biases);
-    mlpgrad::detail::require_shape(out.x, tape.batch(), g.n_inputs(), "out.x");
+    if (out.x.data || out.x.size()) mlpgrad::detail::require_shape(out.x, tape.batch(), g.n_inputs(), "out.x");
     mlpgrad::detail::require_shape(dy, tape.batch(), g.output_dim(), "dy");
-    unchecked::backward_batch(g, tape, dy, out);
+    unchecked::backward_batch(g, tape, dy, out, pool);
 }
 
 // ŷ (B × m) and the batch gradients in one call; checks everything before the tape changes.
 template <class T>
 void value_and_grad_batch(const Graph<T>& g, MatrixView<const T> X, BatchTape<T>& tape, MatrixView<T> yhat,
-                          MatrixView<const T> dy, const BatchGradientsView<T>& out) {
+                          MatrixView<const T> dy, const BatchGradientsView<T>& out,
+                          parallel::ThreadPool* pool = nullptr) {
     require_fits(g, out.weights, out.alpha, out.x, out.biases);
     mlpgrad::detail::require_shape(X, X.rows, g.n_inputs(), "X");
-    mlpgrad::detail::require_shape(out.x, X.rows, g.n_inputs(), "out.x");
+    if (out.x.data || out.x.size()) mlpgrad::detail::require_shape(out.x, X.rows, g.n_inputs(), "out.x");
     mlpgrad::detail::require_shape(dy, X.rows, g.output_dim(), "dy");
-    forward_batch(g, X, tape, yhat);
-    unchecked::backward_batch(g, tape, dy, out);
+    forward_batch(g, X, tape, yhat, pool);
+    unchecked::backward_batch(g, tape, dy, out, pool);
 }
 
 }  // namespace dag

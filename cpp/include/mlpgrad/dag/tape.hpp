@@ -3,6 +3,7 @@
 
 #include <cstddef>
 
+#include "../gemm/gemm.hpp"
 #include "../views.hpp"
 
 namespace mlpgrad {
@@ -61,10 +62,13 @@ class BatchTape {
     MatrixView<T> Z() { return block(1); }
     MatrixView<T> dZ() { return block(2); }  // scratch for ∂ŷ/∂Z
     MatrixView<T> dU() { return block(3); }  // scratch for ∂ŷ/∂U
+    // The packing buffers of the dense levels' matrix products (gemm::multiply), kept between passes.
+    gemm::Workspace<T>& workspace() { return workspace_; }
 
   private:
     MatrixView<T> block(std::size_t i) { return {storage_.data() + i * n_nodes_ * batch_, n_nodes_, batch_}; }
     aligned_vector<T> storage_;
+    gemm::Workspace<T> workspace_;
     std::size_t n_nodes_ = 0, batch_ = 0;
     bool recorded_ = false;
 };

@@ -1,0 +1,615 @@
+"""mlpgrad.DAG, the core's DAG passes from Python (issue 12): DAG.from_mlp against the MLP, random DAGs against
+the pure-Python oracle mlpgrad.dag and central finite differences, batch = sum of single examples, zero copy,
+malformed graphs (each refused with the promised error, nothing written), pickling, threads."""
+from __future__ import annotations
+
+import pickle
+import threading
+
+import numpy as np
+import pytest
+from conftest import ACTIVATIONS, DTYPES, SMOOTH, build_net, run_in_child
+
+import mlpgrad
+from mlpgrad import dag as oracle_dag
+
+
+def tol(dtype):
+    return 2e-4 if dtype == np.float32 else 1e-10
+
+
+def assert_close(got, ref, dtype, what):
+    got, ref = np.asarray(got, dtype=np.float64), np.asarray(ref, dtype=np.float64)
+    scale = max(1.0, float(np.max(np.abs(ref))) if ref.size else 1.0)
+    assert got.shape == ref.shape, f"{what}: shape {got.shape} != {ref.shape}"
+    np.testing.assert_allclose(got, ref, rtol=tol(dtype), atol=tol(dtype) * scale, err_msg=what)
+
+
+# ----------------------------------------------------------------------------- random DAGs
+class RandomDag:
+    """A random DAG and the same graph for the oracle: hidden node ids shuffled (so ids are not a topological
+    order), in-degrees 0..max_in_degree from any earlier node (skip connections), parallel edges, edges listed
+    in random order, several output nodes, optional biases (for the oracle: edges from an extra input fixed
+    at 1) and a vector output (for the oracle: alpha contracted with dy)."""
+
+    def __init__(self, rng, n_inputs=3, n_hidden=8, max_in_degree=4, n_outputs=3, m=None, biases=False,
+                 activation="tanh", dtype=np.float64, parallel=True, topological_ids=False):
+        self.n_inputs, n = n_inputs, n_inputs + n_hidden
+        hidden = np.arange(n_hidden) if topological_ids else rng.permutation(n_hidden)
+        order = list(range(n_inputs)) + list(n_inputs + hidden)  # topological order → ids
+        src, dst = [], []
+        for i in range(n_inputs, n):
+            for _ in range(int(rng.integers(0, max_in_degree + 1)) if i else 0):
+                src.append(order[int(rng.integers(0, i))])
+                dst.append(order[i])
+            if parallel and src and rng.random() < 0.3 and dst[-1] == order[i]:
+                src.append(src[-1])
+                dst.append(dst[-1])
+        perm = rng.permutation(len(src))
+        self.src = np.array(src, dtype=np.int64)[perm]
+        self.dst = np.array(dst, dtype=np.int64)[perm]
+        self.n_nodes = max([n_inputs, *(self.src + 1), *(self.dst + 1)]) if len(src) else n_inputs
+        self.n_nodes = max(self.n_nodes, max(order[-n_outputs:]) + 1)
+        self.outputs = np.array(order[-n_outputs:][::-1], dtype=np.int64)
+        self.weights = rng.standard_normal(len(src)).astype(dtype)
+        shape = (n_outputs,) if m is None else (n_outputs, m)
+        self.alpha = rng.standard_normal(shape).astype(dtype)
+        self.biases = rng.standard_normal(self.n_nodes).astype(dtype) if biases else None
+        self.activation = activation
+        self.dtype = dtype
+
+    @classmethod
+    def layered(cls, rng, widths, *, biases=False, skip=False, hidden_output=False, dtype=np.float64):
+        """An MLP's graph (nodes layer by layer, edges row-major): every level a dense block. skip adds an
+        edge from input 0 to the last node (its level is no longer dense; level 1's sources gain an edge);
+        hidden_output makes a node of layer 1 an output too (a seed on the sources of layer 2)."""
+        g = cls.__new__(cls)
+        first = np.concatenate([[0], np.cumsum(widths)])
+        src, dst = [], []
+        for t in range(len(widths) - 1):
+            for i in range(widths[t + 1]):
+                for j in range(widths[t]):
+                    src.append(first[t] + j)
+                    dst.append(first[t + 1] + i)
+        if skip:
+            src.append(0)
+            dst.append(first[-1] - 1)
+        g.n_inputs, g.n_nodes = widths[0], int(first[-1])
+        g.src, g.dst = np.array(src, dtype=np.int64), np.array(dst, dtype=np.int64)
+        outputs = list(range(first[-2], first[-1])) + ([int(first[1])] if hidden_output else [])
+        g.outputs = np.array(outputs, dtype=np.int64)
+        g.weights = (rng.standard_normal(len(src)) / np.sqrt(max(widths))).astype(dtype)
+        g.alpha = rng.standard_normal(len(outputs)).astype(dtype)
+        g.biases = rng.standard_normal(g.n_nodes).astype(dtype) if biases else None
+        g.activation, g.dtype = "tanh", dtype
+        return g
+
+    def dag(self):
+        return mlpgrad.DAG(self.n_inputs, self.src, self.dst, self.weights, self.outputs, self.alpha,
+                           self.activation, biases=self.biases)
+
+    def oracle(self, x, dy=1.0):
+        """ŷ and (weights, alpha, x, biases, z, u) gradients of dy·ŷ from mlpgrad.dag, in float64."""
+        f = np.float64
+        n = self.n_nodes
+        const = n  # the bias input
+        inputs = list(range(self.n_inputs)) + ([const] if self.biases is not None else [])
+        edges = [oracle_dag.Edge(int(s), int(t), float(w)) for s, t, w in zip(self.src, self.dst, self.weights)]
+        if self.biases is not None:
+            edges += [oracle_dag.Edge(const, v, float(self.biases[v])) for v in range(self.n_inputs, n)]
+        total = n + (self.biases is not None)
+        alpha = np.asarray(self.alpha, dtype=f)
+        dy_vec = np.atleast_1d(np.asarray(dy, dtype=f))
+        seed = alpha @ dy_vec if alpha.ndim == 2 else alpha * dy_vec[0]
+        a = [0.0] * total
+        for k, v in enumerate(self.outputs):
+            a[int(v)] = float(seed[k])
+        xs = [float(v) for v in x] + ([1.0] if self.biases is not None else [])
+        act = self.activation if isinstance(self.activation, str) else list(self.activation) + ["identity"]
+        yhat_seeded, g = oracle_dag.value_and_grad(total, inputs, edges, a, xs, act)
+        z_out = np.array(g.alpha, dtype=f)[self.outputs]  # ∂(seed·z)/∂a = z
+        yhat = z_out @ alpha if alpha.ndim == 2 else float(z_out @ alpha)
+        d_alpha = np.outer(z_out, dy_vec) if alpha.ndim == 2 else z_out * dy_vec[0]
+        E = len(self.src)
+        d_biases = None
+        if self.biases is not None:
+            d_biases = np.zeros(n)
+            d_biases[self.n_inputs:] = g.edges[E:]
+        return yhat, dict(weights=np.array(g.edges[:E]), alpha=d_alpha, x=np.array(g.x[:self.n_inputs]),
+                          biases=d_biases, z=np.array(g.z[:n]), u=np.array(g.u[:n]))
+
+
+def check_against(got, ref, dtype, what):
+    for name in ("weights", "alpha", "x", "biases", "z", "u"):
+        if ref.get(name) is None:
+            assert getattr(got, name) is None, f"{what}: {name}"
+            continue
+        assert_close(getattr(got, name), ref[name], dtype, f"{what}: {name}")
+
+
+# ----------------------------------------------------------------------------- DAG.from_mlp
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_from_mlp_equals_the_mlp(activation, dtype):
+    rng = np.random.default_rng(sum(map(ord, activation)) + (dtype == np.float32))
+    for widths in ([3, 1], [2, 5, 1], [4, 6, 3, 2], [1, 7, 7, 7, 3]):
+        net, _, alpha = build_net(rng, widths, activation, dtype)
+        d = mlpgrad.DAG.from_mlp(net)
+        assert (d.n_nodes, d.n_inputs, d.n_edges) == (sum(widths), widths[0],
+                                                      sum(a * b for a, b in zip(widths, widths[1:])))
+        assert d.dtype == dtype and d.weights.dtype == dtype
+        np.testing.assert_array_equal(d.outputs, np.arange(sum(widths) - widths[-1], sum(widths)))
+        x = rng.standard_normal(widths[0]).astype(dtype)
+        assert_close(d.forward(x), net.forward(x), dtype, "forward")
+        y, g = d.value_and_grad(x, -1.5)
+        y_ref, g_ref = net.value_and_grad(x, -1.5)
+        assert_close(y, y_ref, dtype, "value_and_grad")
+        assert_close(g.weights, np.concatenate([w.ravel() for w in g_ref.weights]), dtype, "weights")
+        assert_close(g.alpha, g_ref.alpha, dtype, "alpha")
+        assert_close(g.x, g_ref.x, dtype, "x")
+        assert_close(g.z, np.concatenate(g_ref.z), dtype, "z")
+        assert_close(g.u[widths[0]:], np.concatenate(g_ref.u), dtype, "u")
+        X = rng.standard_normal((9, widths[0])).astype(dtype)
+        dy = rng.standard_normal(9).astype(dtype)
+        assert_close(d.forward_batch(X), net.forward_batch(X), dtype, "forward_batch")
+        Y, gb = d.value_and_grad_batch(X, dy)
+        Y_ref, gb_ref = net.value_and_grad_batch(X, dy)
+        assert_close(Y, Y_ref, dtype, "value_and_grad_batch")
+        assert_close(gb.weights, np.concatenate([w.ravel() for w in gb_ref.weights]), dtype, "batch weights")
+        assert_close(gb.alpha, gb_ref.alpha, dtype, "batch alpha")
+        assert_close(gb.x, gb_ref.x, dtype, "batch x")
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_from_mlp_keeps_biases_and_vector_outputs(activation, dtype):
+    rng = np.random.default_rng(sum(map(ord, activation)))
+    widths = [3, 6, 5]
+    W = [rng.standard_normal((k1, k0)).astype(dtype) for k0, k1 in zip(widths, widths[1:])]
+    b = [rng.standard_normal(k).astype(dtype) for k in widths[1:]]
+    net = mlpgrad.MLP(W, rng.standard_normal((5, 2)).astype(dtype), activation, biases=b)
+    d = mlpgrad.DAG.from_mlp(net)
+    assert d.output_shape == (2,) and d.biases is not None
+    np.testing.assert_array_equal(d.biases, np.concatenate([np.zeros(3, dtype)] + b))
+    x, dy = rng.standard_normal(3).astype(dtype), rng.standard_normal(2).astype(dtype)
+    (y, g), (y_ref, g_ref) = d.value_and_grad(x, dy), net.value_and_grad(x, dy)
+    assert_close(y, y_ref, dtype, "yhat")
+    assert_close(g.biases[3:], np.concatenate(g_ref.biases), dtype, "biases")
+    assert_close(g.alpha, g_ref.alpha, dtype, "alpha")
+    X, dY = rng.standard_normal((7, 3)).astype(dtype), rng.standard_normal((7, 2)).astype(dtype)
+    (Y, gb), (Y_ref, gb_ref) = d.value_and_grad_batch(X, dY), net.value_and_grad_batch(X, dY)
+    assert_close(Y, Y_ref, dtype, "batch yhat")
+    assert_close(gb.biases[3:], np.concatenate(gb_ref.biases), dtype, "batch biases")
+    assert_close(gb.weights, np.concatenate([w.ravel() for w in gb_ref.weights]), dtype, "batch weights")
+    with pytest.raises(ValueError, match="output bias, which a DAG does not model"):
+        mlpgrad.DAG.from_mlp(mlpgrad.MLP(W, np.ones(5, dtype), output_bias=np.array(0.5, dtype)))
+
+
+def test_from_mlp_refuses_what_is_not_an_mlp():
+    with pytest.raises(TypeError, match="from_mlp.*needs a mlpgrad.MLP, got list"):
+        mlpgrad.DAG.from_mlp([np.ones((2, 2))])
+
+
+# ----------------------------------------------------------------------------- random DAGs vs the oracle
+CASES = [
+    dict(),
+    dict(biases=True),
+    dict(m=2),
+    dict(m=3, biases=True, n_outputs=1),
+    dict(n_inputs=1, n_hidden=20, max_in_degree=6, n_outputs=5),
+    dict(n_inputs=5, n_hidden=2, max_in_degree=1, n_outputs=2, biases=True),
+    dict(n_hidden=30, max_in_degree=3, n_outputs=4, activation="relu"),
+    dict(n_hidden=12, activation="per-node", biases=True),
+    # ids in topological order: the graph keeps them as its layout (runs of nodes without an edge inside)
+    dict(n_hidden=25, max_in_degree=5, topological_ids=True, m=2),
+    dict(n_hidden=25, topological_ids=True, activation="per-node", biases=True),
+    dict(n_inputs=0, n_hidden=6, topological_ids=True, biases=True, n_outputs=2),
+]
+
+
+def make_case(rng, case, dtype):
+    case = dict(case)
+    per_node = case.get("activation") == "per-node"
+    if per_node:
+        case["activation"] = "tanh"
+    g = RandomDag(rng, dtype=dtype, **case)
+    if per_node:
+        g.activation = tuple(ACTIVATIONS[int(i)] for i in rng.integers(0, len(ACTIVATIONS), g.n_nodes))
+    return g
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_random_dags_match_the_oracle(case, dtype):
+    rng = np.random.default_rng(100 + case)
+    for trial in range(4):
+        g = make_case(rng, CASES[case], dtype)
+        d = g.dag()
+        m = None if g.alpha.ndim == 1 else g.alpha.shape[1]
+        x = rng.standard_normal(g.n_inputs).astype(dtype)
+        dy = 0.75 if m is None else rng.standard_normal(m).astype(dtype)
+        y_ref, ref = g.oracle(x, dy)
+        assert_close(d.forward(x), y_ref, dtype, "forward")
+        y, got = d.value_and_grad(x, dy)
+        assert_close(y, y_ref, dtype, "value_and_grad")
+        if m is None:
+            assert isinstance(y, float)
+        check_against(got, ref, dtype, f"trial {trial}")
+
+
+@pytest.mark.parametrize("case", [0, 1, 2, 4, 7, 8, 9])
+def test_random_dags_match_central_differences(case):
+    rng = np.random.default_rng(200 + case)
+    g = make_case(rng, CASES[case], np.float64)
+    if not isinstance(g.activation, str):
+        g.activation = tuple(a if a in SMOOTH else "tanh" for a in g.activation)
+    m = None if g.alpha.ndim == 1 else g.alpha.shape[1]
+    x = rng.standard_normal(g.n_inputs)
+    dy = 1.25 if m is None else rng.standard_normal(m)
+    d = g.dag()
+    _, got = d.value_and_grad(x, dy)
+
+    def f():
+        return float(np.dot(np.atleast_1d(d.forward(x)), np.atleast_1d(dy)))
+
+    h = 1e-6
+    for name, array, grad in [("weights", g.weights, got.weights), ("alpha", g.alpha, got.alpha), ("x", x, got.x),
+                              ("biases", g.biases, got.biases)]:
+        if array is None:
+            continue
+        flat, gflat = array.reshape(-1), np.asarray(grad).reshape(-1)  # views: d reads the very arrays
+        for i in range(flat.size):
+            if name == "biases" and i < g.n_inputs:
+                assert gflat[i] == 0.0
+                continue
+            keep = flat[i]
+            flat[i] = keep + h
+            up = f()
+            flat[i] = keep - h
+            down = f()
+            flat[i] = keep
+            assert gflat[i] == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-7), f"{name}[{i}]"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("case", range(len(CASES)))
+def test_batch_is_the_sum_of_single_examples(case, dtype):
+    rng = np.random.default_rng(300 + case)
+    g = make_case(rng, CASES[case], dtype)
+    d = g.dag()
+    m = None if g.alpha.ndim == 1 else g.alpha.shape[1]
+    for B in (1, 5, 37):
+        X = rng.standard_normal((B, g.n_inputs)).astype(dtype)
+        dY = rng.standard_normal((B,) if m is None else (B, m)).astype(dtype)
+        Y, gb = d.value_and_grad_batch(X, dY)
+        singles = [d.value_and_grad(X[b], dY[b] if m else float(dY[b])) for b in range(B)]
+        assert_close(Y, np.array([y for y, _ in singles]), dtype, "yhat")
+        assert_close(d.forward_batch(X), Y, dtype, "forward_batch")
+        for name in ("weights", "alpha", "biases"):
+            if getattr(gb, name) is None:
+                assert g.biases is None and name == "biases"
+                continue
+            assert_close(getattr(gb, name), sum(getattr(s, name) for _, s in singles), dtype, name)
+        assert_close(gb.x, np.array([s.x for _, s in singles]), dtype, "x")
+        assert gb.z is None and gb.u is None and gb.batch == B
+        params = d.new_gradients(batch=B, x=False)
+        assert d.value_and_grad_batch(X, dY, out=params)[1] is params and params.x is None
+        for name in ("weights", "alpha", "biases"):
+            if getattr(gb, name) is not None:
+                np.testing.assert_array_equal(getattr(params, name), getattr(gb, name))
+    Y, g_default = d.value_and_grad_batch(X)  # dy defaults to ones
+    _, g_ones = d.value_and_grad_batch(X, np.ones_like(dY))
+    np.testing.assert_array_equal(g_default.weights, g_ones.weights)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("variant", [dict(), dict(biases=True), dict(skip=True), dict(hidden_output=True),
+                                     dict(biases=True, skip=True, hidden_output=True)])
+def test_dense_levels_match_the_gather_path_and_the_oracle(variant, dtype):
+    # The batch passes run a level that is a dense block as matrix products (the MLP's kernels), with ∂Z of
+    # its sources written or, when they have other successors or seeds, accumulated; one example, and the
+    # oracle, take the edge-by-edge path.
+    rng = np.random.default_rng(400 + len(variant))
+    g = RandomDag.layered(rng, [5, 9, 17, 6, 3], dtype=dtype, **variant)
+    d = g.dag()
+    X = rng.standard_normal((21, g.n_inputs)).astype(dtype)
+    dY = rng.standard_normal(21).astype(dtype)
+    Y, gb = d.value_and_grad_batch(X, dY)
+    singles = [d.value_and_grad(X[b], float(dY[b])) for b in range(21)]
+    refs = [g.oracle(X[b], float(dY[b])) for b in range(21)]
+    assert_close(Y, [y for y, _ in refs], dtype, "yhat")
+    for name in ("weights", "alpha", "biases"):
+        if g.biases is None and name == "biases":
+            continue
+        assert_close(getattr(gb, name), sum(getattr(s, name) for _, s in singles), dtype, name)
+        assert_close(getattr(gb, name), sum(r[name] for _, r in refs), dtype, name + " (oracle)")
+    assert_close(gb.x, [r["x"] for _, r in refs], dtype, "x")
+    params = d.new_gradients(batch=21, x=False)  # skips ∂Z of the inputs: the same parameter gradients
+    d.value_and_grad_batch(X, dY, out=params)
+    np.testing.assert_array_equal(params.weights, gb.weights)
+
+
+def test_unreachable_nodes_and_an_empty_graph():
+    # node 3 has no incoming edge: u = b_3, z = σ(b_3); node 2 reads only node 3
+    w, b = np.array([2.0]), np.array([0.0, 0.0, 0.5, -1.0])
+    d = mlpgrad.DAG(2, [3], [2], w, [2, 3], np.array([1.0, 1.0]), "identity", biases=b)
+    assert d.n_nodes == 4
+    y, g = d.value_and_grad(np.array([5.0, 7.0]))
+    assert y == 2.0 * -1.0 + 0.5 + -1.0
+    np.testing.assert_array_equal(g.x, [0.0, 0.0])
+    np.testing.assert_array_equal(g.biases, [0.0, 0.0, 1.0, 3.0])
+    e = mlpgrad.DAG(2, [], [], np.zeros(0), [0], np.array([3.0]))  # an input read directly, no edges
+    assert e.forward(np.array([2.0, 9.0])) == 6.0
+    np.testing.assert_array_equal(e.value_and_grad(np.array([2.0, 9.0]))[1].x, [3.0, 0.0])
+
+
+# ----------------------------------------------------------------------------- zero copy
+def test_weights_alpha_and_biases_are_viewed_not_copied():
+    rng = np.random.default_rng(5)
+    g = RandomDag(rng, biases=True)
+    d = g.dag()
+    assert d.weights is g.weights and d.alpha is g.alpha and d.biases is g.biases
+    x = rng.standard_normal(g.n_inputs)
+    before = d.forward(x)
+    g.weights *= 2.0
+    g.alpha[0] += 1.0
+    g.biases += 0.5
+    assert d.forward(x) == pytest.approx(g.oracle(x)[0], rel=1e-12) and d.forward(x) != before
+    out = d.new_gradients()
+    arrays = [out.weights, out.alpha, out.x, out.biases, out.z, out.u]
+    assert d.value_and_grad(x, out=out)[1] is out
+    assert all(a is b for a, b in zip(arrays, [out.weights, out.alpha, out.x, out.biases, out.z, out.u]))
+    mine = mlpgrad.DAGGradients(np.zeros(len(g.weights)), np.zeros(3), np.zeros(3), np.zeros(g.n_nodes),
+                                np.zeros(g.n_nodes), np.zeros(g.n_nodes))
+    d.value_and_grad(x, out=mine)
+    np.testing.assert_array_equal(mine.weights, out.weights)
+    assert mine.biases is not None and np.any(mine.weights != 0)
+
+
+@pytest.mark.parametrize("field, value, error, match", [
+    ("weights", [1.0, 2.0], TypeError, "weights must be a numpy.ndarray"),
+    ("weights", np.ones(4)[::2], ValueError, "weights of shape .* is not a C-contiguous"),
+    ("weights", np.ones(2, dtype=np.int64), TypeError, "weights has dtype int64"),
+    ("weights", np.ones((2, 1)), ValueError, "weights must be 1-D"),
+    ("alpha", np.ones(1, dtype=np.float32), TypeError, "alpha has dtype float32 but weights has float64"),
+    ("alpha", np.ones((1, 1, 1)), ValueError, "alpha must be 1-D .* or 2-D"),
+    ("biases", np.ones(2), ValueError, r"biases has shape \(2,\) but the graph has 3 nodes"),
+    ("biases", [0.0, 0.0, 0.0], TypeError, "biases must be a numpy.ndarray"),
+])
+def test_arrays_are_never_copied_silently(field, value, error, match):
+    args = dict(n_inputs=2, src=[0, 1], dst=[2, 2], weights=np.ones(2), outputs=[2], alpha=np.ones(1))
+    args[field] = value
+    with pytest.raises(error, match=match):
+        mlpgrad.DAG(**args)
+
+
+# ----------------------------------------------------------------------------- malformed graphs
+BAD_GRAPHS = [
+    (dict(src=[0, 2, 3], dst=[2, 3, 2]), ValueError, r"cycle \(2 -> 3 -> 2\)"),
+    (dict(src=[0, 2, 3, 4], dst=[2, 3, 4, 2]), ValueError, r"cycle \((2 -> 3 -> 4 -> 2|3 -> 4 -> 2 -> 3|4 -> 2 -> 3 -> 4)\)"),
+    (dict(src=[0, 2], dst=[2, 2]), ValueError, r"cycle \(2 -> 2\)"),
+    (dict(src=[0, -1], dst=[2, 2]), ValueError, r"src\[1\] is node -1 but nodes are numbered 0..2"),
+    (dict(src=[0, 1], dst=[2, -3]), ValueError, r"dst\[1\] is node -3"),
+    (dict(src=[0, 2], dst=[2, 1]), ValueError, r"dst\[1\] is input node 1 .*take no incoming edges"),
+    (dict(outputs=[2, 2], alpha=np.ones(2)), ValueError, r"outputs\[1\] repeats node 2"),
+    (dict(outputs=[-1]), ValueError, r"outputs\[0\] is node -1"),
+    (dict(src=[0]), ValueError, "src has 1 entries and dst 2 but weights has 2"),
+    (dict(outputs=[2, 1]), ValueError, r"outputs has 2 nodes but alpha has shape \(1,\)"),
+    (dict(src=[0.0, 1.0]), TypeError, "src has dtype float64; expected integer node ids"),
+    (dict(src=[True, False]), TypeError, "src has dtype bool"),
+    (dict(dst=[[2, 2]]), ValueError, "dst must be 1-D"),
+    (dict(src=np.array([0, 2**40], dtype=np.uint64)), ValueError, "at most 4294967295 nodes"),
+    (dict(src=[0, 2**40]), ValueError, "at most 4294967295 nodes"),
+    (dict(src=[0, object()]), TypeError, "src has dtype object"),
+    (dict(n_inputs=-1), ValueError, "n_inputs must be between 0 and"),
+    (dict(n_inputs=2.0), TypeError, "n_inputs must be an int, got float"),
+    (dict(n_inputs=True), TypeError, "n_inputs must be an int, got bool"),
+    (dict(activation="swish"), ValueError, "activation: .*swish"),
+    (dict(activation=["relu"] * 2), ValueError, "activation has 2 names but the network has 3 nodes"),
+    (dict(activation=b"relu"), TypeError, "one name per node"),
+    (dict(alpha=np.ones((1, 0))), ValueError, "alpha has no columns"),
+]
+
+
+@pytest.mark.parametrize("bad, error, match", BAD_GRAPHS)
+def test_malformed_graphs_are_refused(bad, error, match):
+    args = dict(n_inputs=2, src=[0, 1], dst=[2, 2], weights=np.ones(2), outputs=[2], alpha=np.ones(1))
+    args.update(bad)
+    if "src" in bad and "dst" in bad:
+        args["weights"] = np.ones(len(bad["src"]))
+    with pytest.raises(error, match=match):
+        mlpgrad.DAG(**args)
+
+
+def test_bad_calls_write_nothing():
+    rng = np.random.default_rng(9)
+    g = RandomDag(rng, biases=True, m=2)
+    d = g.dag()
+    out = d.new_gradients()
+    batch_out = d.new_gradients(batch=4)
+    for a in (out.weights, out.alpha, out.x, out.biases, out.z, out.u, batch_out.weights, batch_out.x):
+        a.fill(-777.25)
+    x, X = np.ones(g.n_inputs), np.ones((4, g.n_inputs))
+    calls = [
+        (lambda: d.value_and_grad(np.ones(g.n_inputs + 1), np.ones(2), out=out), ValueError, "x has shape"),
+        (lambda: d.value_and_grad(x, np.ones(3), out=out), ValueError, r"dy has shape \(3,\) but expected \(2,\)"),
+        (lambda: d.value_and_grad(x, 1.0, out=out), ValueError, r"dy has shape \(\) but expected \(2,\)"),
+        (lambda: d.value_and_grad(x, np.ones(2), out=batch_out), ValueError, "out holds batch gradients"),
+        (lambda: d.value_and_grad_batch(X, np.ones((4, 2)), out=out), ValueError, "out holds single-example"),
+        (lambda: d.value_and_grad_batch(X[:3], np.ones((3, 2)), out=batch_out), ValueError, "X holds 3 examples"),
+        (lambda: d.value_and_grad_batch(X, np.ones(4), out=batch_out), ValueError, r"dy has shape \(4,\)"),
+        (lambda: d.value_and_grad(x, np.ones(2), out=object()), TypeError, "out must be a mlpgrad.DAGGradients"),
+        (lambda: d.value_and_grad(x, np.ones(2), out=mlpgrad.MLP([np.ones((1, 3))], np.ones(1)).new_gradients()),
+         TypeError, "out must be a mlpgrad.DAGGradients"),
+        (lambda: d.value_and_grad(x, np.ones(2), out=g32.new_gradients()), TypeError, "out holds float32 arrays"),
+        (lambda: d.value_and_grad(x, np.ones(2), out=other.new_gradients()), ValueError, "out.weights has shape"),
+        (lambda: d.value_and_grad(x, np.ones(2), out=no_bias.new_gradients()), ValueError, "out has no biases"),
+        (lambda: d.forward_batch(np.ones(3)), ValueError, "X has shape"),
+        (lambda: d.new_gradients(x=False), ValueError, "x=False needs batch=B"),
+        (lambda: d.new_gradients(batch=-1), ValueError, "batch must be >= 0"),
+    ]
+    g32 = RandomDag(np.random.default_rng(9), biases=True, m=2, dtype=np.float32).dag()
+    other = RandomDag(np.random.default_rng(10), biases=True, m=2).dag()
+    no_bias = RandomDag(np.random.default_rng(9), m=2).dag()
+    for call, error, match in calls:
+        with pytest.raises(error, match=match):
+            call()
+        for a in (out.weights, out.alpha, out.x, out.biases, out.z, out.u, batch_out.weights, batch_out.x):
+            assert np.all(a == -777.25)
+
+
+def test_out_may_not_overlap_the_dag():
+    w = np.ones(2)
+    d = mlpgrad.DAG(2, [0, 1], [2, 2], w, [2], np.ones(1))
+    out = mlpgrad.DAGGradients(w, np.zeros(1), np.zeros(2), None, np.zeros(3), np.zeros(3))
+    with pytest.raises(ValueError, match="out.weights overlaps weights"):
+        d.value_and_grad(np.ones(2), out=out)
+    np.testing.assert_array_equal(w, [1.0, 1.0])
+    with pytest.raises(ValueError, match="out.z overlaps out.u"):
+        z = np.zeros(6)
+        mlpgrad.DAGGradients(np.zeros(2), np.zeros(1), np.zeros(2), None, z[:3], z[2:5])
+
+
+def test_resized_weights_are_refused():
+    w = np.ones(2)
+    d = mlpgrad.DAG(2, [0, 1], [2, 2], w, [2], np.ones(1))
+    w.resize(5, refcheck=False)
+    with pytest.raises(ValueError, match="weights was resized or reallocated"):
+        d.forward(np.ones(2))
+
+
+def test_fuzzed_malformed_graphs_never_crash():
+    # Random structures, many of them invalid (out-of-range and negative ids, inputs as targets, cycles,
+    # repeated outputs, length mismatches): each is refused with ValueError or TypeError, or, when built,
+    # matches the oracle. In a child process, so that a crash is this test's failure.
+    lines = run_in_child("""
+        import random
+        from mlpgrad import dag as oracle_dag
+        r = random.Random(4)
+        built = refused = 0
+        for trial in range(3000):
+            n_in = r.randint(0, 4)
+            n = n_in + r.randint(0, 6)
+            E = r.randint(0, 10)
+            lo, hi = -2 if r.random() < 0.1 else 0, n + (1 if r.random() < 0.2 else 0)
+            src = [r.randint(lo, max(hi - 1, lo)) for _ in range(E)]
+            dst = [r.randint(lo, max(hi - 1, lo)) for _ in range(E + (r.random() < 0.05))]
+            outputs = [r.randint(lo, max(hi - 1, lo)) for _ in range(r.randint(0, 3))]
+            w = np.array([r.gauss(0, 1) for _ in range(E)])
+            alpha = np.ones(len(outputs) + (r.random() < 0.05))
+            biases = np.ones(max([n_in, *[v + 1 for v in src + dst + outputs]])) if r.random() < 0.3 else None
+            try:
+                d = mlpgrad.DAG(n_in, src, dst, w, outputs, alpha, "tanh", biases=biases)
+            except (ValueError, TypeError) as e:
+                assert str(e), "an error without a message"
+                refused += 1
+                continue
+            built += 1
+            x = np.array([r.gauss(0, 1) for _ in range(n_in)])
+            y, g = d.value_and_grad(x)
+            edges = [oracle_dag.Edge(s, t, float(v)) for s, t, v in zip(src, dst, w)]
+            if biases is not None:
+                edges += [oracle_dag.Edge(d.n_nodes, v, 1.0) for v in range(n_in, d.n_nodes)]
+            a = [0.0] * (d.n_nodes + 1)
+            for o in outputs:
+                a[o] = 1.0
+            y_ref, ref = oracle_dag.value_and_grad(d.n_nodes + 1, list(range(n_in)) + [d.n_nodes], edges, a,
+                                                   list(x) + [1.0 if biases is not None else 0.0], "tanh")
+            assert abs(y - y_ref) <= 1e-12 * max(1, abs(y_ref)), (y, y_ref)
+            assert np.allclose(g.weights, ref.edges[:len(src)], rtol=1e-12, atol=1e-14)
+            Y, gb = d.value_and_grad_batch(np.array([x, x]))
+            assert np.allclose(Y, [y, y], rtol=1e-12, atol=1e-14)
+        print(built, refused)
+    """)
+    built, refused = map(int, lines[-1].split())
+    assert built > 300 and refused > 300
+
+
+# ----------------------------------------------------------------------------- objects, pickling, threads
+@pytest.mark.parametrize("protocol", range(pickle.HIGHEST_PROTOCOL + 1))
+def test_pickle_round_trip(protocol):
+    rng = np.random.default_rng(11)
+    g = make_case(rng, CASES[7], np.float64)
+    d = g.dag()
+    e = pickle.loads(pickle.dumps(d, protocol=protocol))
+    x = rng.standard_normal(g.n_inputs)
+    assert e.forward(x) == d.forward(x)
+    assert (e.n_nodes, e.n_edges, e.activation) == (d.n_nodes, d.n_edges, d.activation)
+    with pytest.raises(TypeError, match="cannot pickle 'mlpgrad._core.DAGGradients'"):
+        pickle.dumps(d.new_gradients(), protocol=protocol)
+
+
+def test_objects_refuse_to_be_mixed_or_reinitialised():
+    lines = run_in_child("""
+        d = mlpgrad.DAG(2, [0, 1], [2, 2], np.ones(2), [2], np.ones(1))
+        g = d.new_gradients()
+        net = mlpgrad.MLP([np.ones((1, 2))], np.ones(1))
+        for obj, target in [(d, mlpgrad.Gradients), (d, mlpgrad.MLP), (d, mlpgrad.DAGGradients),
+                            (g, mlpgrad.DAG), (g, mlpgrad.Gradients), (net, mlpgrad.DAG), (net.new_gradients(), mlpgrad.DAGGradients)]:
+            print(outcome(lambda: setattr(obj, "__class__", target)))
+        for bases in [(mlpgrad.DAG, mlpgrad.MLP), (mlpgrad.DAG, mlpgrad.DAGGradients), (mlpgrad.Gradients, mlpgrad.DAG)]:
+            print(outcome(lambda: type("Mixed", bases, {})))
+        print(outcome(lambda: d.__init__(2, [0, 1], [2, 2], np.ones(2), [2], np.ones(1))))
+        print(outcome(lambda: mlpgrad.DAG.forward(mlpgrad.DAG.__new__(mlpgrad.DAG), np.ones(2))))
+        print(outcome(lambda: mlpgrad.DAG.forward(net, np.ones(2))))
+        print(outcome(lambda: mlpgrad.DAGGradients.x.__get__(d)))
+        print(outcome(lambda: mlpgrad.DAG(2, [0, 1], [2, 2], np.ones(2), [2], np.ones(1), "relu", bias=None)))
+    """)
+    assert all(line.startswith("TypeError: __class__ assignment") for line in lines[:7]), lines
+    assert all(line.startswith("TypeError:") for line in lines[7:]), lines
+    assert "already initialised" in lines[10] and "__init__ was never called" in lines[11]
+    assert "doesn't apply to a 'mlpgrad._core.MLP'" in lines[12] and "did you mean 'biases'" in lines[14]
+
+
+def test_threads_share_one_dag_with_their_own_tapes():
+    rng = np.random.default_rng(12)
+    g = RandomDag(rng, n_hidden=200, max_in_degree=8, biases=True)
+    d = g.dag()
+    X = rng.standard_normal((64, g.n_inputs))
+    expected = [d.value_and_grad_batch(X[i::4]) for i in range(4)]
+    single = d.value_and_grad(X[0])
+    results = [None] * 4
+
+    def work(i):
+        for _ in range(20):
+            y, gb = d.value_and_grad_batch(X[i::4])
+            ys, gs = d.value_and_grad(X[0])
+            assert ys == single[0] and np.array_equal(gs.weights, single[1].weights)
+        results[i] = (y, gb)
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (y, gb), (y_ref, g_ref) in zip(results, expected):
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(gb.weights, g_ref.weights)
+        np.testing.assert_array_equal(gb.x, g_ref.x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_results_are_the_same_bits_for_any_thread_count(dtype):
+    # mlpgrad.set_num_threads: the batch passes split each level over the binding's pool, so that every
+    # number is the same for 1, 2 and 3 threads (levels big enough to cross the work threshold for threads).
+    rng = np.random.default_rng(13)
+    layered = RandomDag.layered(rng, [20, 150, 150, 4], biases=True, dtype=dtype)
+    graphs = [RandomDag(rng, n_inputs=8, n_hidden=3000, max_in_degree=8, biases=True, m=2, dtype=dtype),
+              RandomDag(rng, n_inputs=8, n_hidden=3000, max_in_degree=8, topological_ids=True, dtype=dtype),
+              layered]
+    before = mlpgrad.get_num_threads()
+    try:
+        for g in graphs:
+            d = g.dag()
+            for B in (5, 64, 100):
+                X = rng.standard_normal((B, g.n_inputs)).astype(dtype)
+                results = []
+                for n in (1, 2, 3):
+                    mlpgrad.set_num_threads(n)
+                    Y, gb = d.value_and_grad_batch(X)
+                    results.append([Y, gb.weights, gb.alpha, gb.x, gb.biases if gb.biases is not None else Y])
+                for other in results[1:]:
+                    for a, b in zip(results[0], other):
+                        np.testing.assert_array_equal(a, b)
+    finally:
+        mlpgrad.set_num_threads(before)
