@@ -27,8 +27,12 @@ CHUNKS = (30, 7, 1, 40, 22)  # uneven partitions, one of a single row: 100 rows
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None,
-                                  silence_logs=logging.CRITICAL) as cluster, distributed.Client(cluster) as c:
-        yield c
+                                  silence_logs=logging.CRITICAL) as cluster:
+        c = distributed.Client(cluster)  # not `with Client(...)`: that would pin it as the current client
+        try:
+            yield c
+        finally:
+            c.close()
 
 
 def network(dtype=np.float64, inputs=3, seed=0, activation="tanh"):
@@ -318,3 +322,12 @@ def test_fit_refuses_bad_arguments(client):
         md.fit(net, Xd, yd, loss="mse", epochs=0, batch_size=8, client=client)
     with pytest.raises(TypeError, match="batch_size must be an int, got float"):
         md.fit(net, Xd, yd, loss="mse", epochs=1, batch_size=8.0, client=client)
+
+
+def test_the_readme_example_runs(client):
+    import pathlib
+
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Scale out with Dask", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```py\n(.*?)```", section, re.S)
+    exec(compile(code, "README.md", "exec"), {"__name__": "readme"})  # noqa: S102 - our own documentation
