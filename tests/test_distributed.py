@@ -304,6 +304,15 @@ def test_fit_with_lbfgs_minimises_the_full_data_loss(client):
     assert after < before / 100
 
 
+def test_fit_shows_progress_when_asked(client, capsys):
+    X, y = sine()
+    net = network(inputs=1)
+    md.fit(net, split(X), split(y), loss="mse", epochs=1, batch_size=50, client=client, progress=True)
+    assert "mlpgrad.distributed.fit: loss" in capsys.readouterr().out
+    md.fit(net, split(X), split(y), loss="mse", epochs=1, batch_size=50, client=client, progress=False)
+    assert capsys.readouterr().out == ""
+
+
 def test_fit_refuses_bad_arguments(client):
     X, y = sine()
     net, other = network(inputs=1), network(inputs=1)
