@@ -59,8 +59,9 @@ def main():
             steps = len(history.train_loss)
         seconds = time.perf_counter() - started
         after, _ = md.gradient(net, X, y, loss="mse", client=client)
+        unit = "step" if name == "adam" else "iteration"
         print(f"{name:5s}: full-data loss {before:.4f} -> {after:.4f} in {seconds:.1f} s "
-              f"({len(history.train_loss)} epochs, {seconds / steps * 1e3:.0f} ms per {'step' if name == 'adam' else 'iteration'})")
+              f"({len(history.train_loss)} epochs, {seconds / steps * 1e3:.0f} ms per {unit})")
     client.close()
     if cluster is not None:
         cluster.close()

@@ -221,7 +221,8 @@ def test_a_malformed_partition_raises_the_local_error_naming_it(client):
     X, y, _ = data("mse")
     with pytest.raises(ValueError) as local_error:
         net.forward_batch(np.zeros((40, 4)))
-    with pytest.raises(ValueError, match="^partition 3 \\(rows 38 to 77\\): " + re.escape(str(local_error.value)) + "$"):
+    expected = "^partition 3 \\(rows 38 to 77\\): " + re.escape(str(local_error.value)) + "$"
+    with pytest.raises(ValueError, match=expected):
         md.gradient(net, lying_partitions(X, bad=3, columns=4), split(y), client=client)
     y[50] = np.nan
     with pytest.raises(ValueError, match=r"^partition 3 \(rows 38 to 77\): y holds NaN or infinite values"):

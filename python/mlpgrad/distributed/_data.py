@@ -83,7 +83,8 @@ class Partitions:
                 raise ValueError(f"X has {X.shape[0]} rows but {name} has {a.shape[0]}; expected one per row of X")
             if a.chunks[0] != X.chunks[0]:
                 raise ValueError(f"X and {name} are partitioned differently (X's row chunks {X.chunks[0]}, {name}'s "
-                                 f"{a.chunks[0]}); rechunk one like the other: {name} = {name}.rechunk({{0: X.chunks[0]}})")
+                                 f"{a.chunks[0]}); rechunk one like the other: "
+                                 f"{name} = {name}.rechunk({{0: X.chunks[0]}})")
         # Otherwise the sizes are unknown on the driver: each partition task compares its blocks' lengths.
 
     def persist(self, client) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numbers
 import sys
 import time
-from contextlib import nullcontext
 from typing import List, Optional
 
 import numpy as np

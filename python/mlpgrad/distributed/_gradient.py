@@ -38,8 +38,8 @@ def resolve_client(client) -> Client:
         try:
             return default_client()
         except ValueError:
-            raise ValueError("client is None and no Dask client is running; pass client=Client(...) or create "
-                             "one first (dask.distributed.Client(\"tcp://scheduler:8786\") or a LocalCluster)") from None
+            raise ValueError("client is None and no Dask client is running; pass client=Client(...) or create one "
+                             "first (dask.distributed.Client(\"tcp://scheduler:8786\") or a LocalCluster)") from None
     if not isinstance(client, Client):
         raise TypeError(f"client must be a dask.distributed.Client, got {type(client).__name__}")
     return client
@@ -66,7 +66,8 @@ def cluster_sums(client: Client, net, data: Partitions, loss: Callable,
             selected = None if rows is None else rows[p]
             if selected is not None and len(selected) == 0:
                 continue
-            tasks.append(delayed(partition_sums, pure=False)(shipped, xb, yb, wb, selected, loss, p, data.first_rows[p]))
+            task = delayed(partition_sums, pure=False)
+            tasks.append(task(shipped, xb, yb, wb, selected, loss, p, data.first_rows[p]))
         if not tasks:
             return Sums(0.0, 0.0, 0, [np.zeros(p.shape) for _, p, _ in _parameters(net)])
         return client.compute(_tree(tasks), sync=True)
