@@ -5,8 +5,8 @@
     python examples/dask_gradient.py --scheduler tcp://scheduler:8786   # an existing cluster
 
 The data is generated on the workers and persisted there; the local process holds a copy of the same
-arrays. Both sides run the same per-partition code (``mlpgrad.distributed``'s batch passes of BLOCK_ROWS
-rows), so the ratio is the price of distributing it: scattering the network, scheduling one task per
+arrays. Both sides run the same per-partition code (``mlpgrad.distributed``'s batch passes over blocks
+of rows), so the ratio is the price of distributing it: scattering the network, scheduling one task per
 partition, the tree reduction and the transfer of the result. The timings are medians of interleaved runs.
 
 It also prints the scheduler's share (the wall time in which no worker computed: wall time minus the
@@ -161,7 +161,7 @@ def main():
     for w in (1, 2, 8, 32, 128):
         p = 8 * w
         model = fixed_two + per_partition * (p - 2) / w + args.rows * per_row_local / w
-        print(f"  W = {w:4d}: {model * 1e3:8.1f} ms, {local_median / model:5.1f}x faster than the local process "
+        print(f"  W = {w:4d}: {model * 1e3:8.1f} ms, speed-up {local_median / model:5.1f}x over the local process "
               f"({math.ceil(math.log(p, FANIN))} reduction levels)")
     client.close()
     if cluster is not None:

