@@ -136,7 +136,7 @@ def main():
         ys = da.from_array(np.ones(8 * partitions, dtype), chunks=8)
         Xs, ys = client.persist([Xs, ys])
         md.gradient(net, Xs, ys, client=client)
-        return median_time(lambda: md.gradient(net, Xs, ys, client=client), args.repeats)
+        return median_time(lambda: md.gradient(net, Xs, ys, client=client), max(args.repeats, 15))
 
     fixed_two, fixed_many = tiny(2), tiny(args.partitions)
     workers = len(client.scheduler_info()["workers"])
