@@ -205,8 +205,7 @@ if ! skipped asan; then
   # the extension loads it (the interpreter itself does not link libstdc++).
   # allocator_may_return_null: a huge malloc returns null (NumPy raises MemoryError, as without ASan) instead
   # of aborting; the tests check exactly that. Reports go to files too: pytest captures the output of a test
-  # that dies. (Reports from test_fuzz.py's test_uninitialized_instance_raises are expected: its xfail cases
-  # crash in forked children.)
+  # that dies.
   if ! (
     export LD_PRELOAD="$LIBASAN $LIBSTDCXX"
     export ASAN_OPTIONS=detect_leaks=0:allocator_may_return_null=1:halt_on_error=1:strict_string_checks=1:check_initialization_order=1:log_path=$WORK/sanitizer-logs/asan

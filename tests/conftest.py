@@ -355,7 +355,7 @@ def iter_arrays(obj):
         for v in obj:
             yield from iter_arrays(v)
     elif _is_gradients(obj):
-        for name in ("weights", "alpha", "x", "z", "u"):
+        for name in ("weights", "alpha", "x", "z", "u", "biases", "output_bias"):
             yield from iter_arrays(getattr(obj, name))
 
 

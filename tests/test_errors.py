@@ -90,7 +90,7 @@ CONSTRUCT = {
     # ndim / shape / chaining / zero width
     "weights0_1d": (lambda w, a, d: (_replace(w, 0, w[0].reshape(-1)), a, ACTS), ValueError, [W(0)]),
     "weights1_3d": (lambda w, a, d: (_replace(w, 1, w[1].reshape(6, 5, 1)), a, ACTS), ValueError, [W(1)]),
-    "alpha_2d": (lambda w, a, d: (w, a.reshape(2, 1), ACTS), ValueError, [ALPHA]),
+    "alpha_3d": (lambda w, a, d: (w, a.reshape(2, 1, 1), ACTS), ValueError, [ALPHA]),  # 2-D: m outputs
     "alpha_0d": (lambda w, a, d: (w, np.array(1.0, dtype=d), ACTS), ValueError, [ALPHA]),
     "chain_weights1": (lambda w, a, d: (_replace(w, 1, np.ones((6, 7), d)), a, ACTS), ValueError, [W(1), "7"]),
     "chain_weights2": (lambda w, a, d: (_replace(w, 2, np.ones((2, 7), d)), a, ACTS), ValueError, [W(2), "7"]),

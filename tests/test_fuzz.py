@@ -151,6 +151,7 @@ else:
 
     import mlpgrad
     from conftest import ACTIVATIONS, Snapshot, architectures, make_inputs, make_network, oracle, out_spec
+    from network_cases import oracle as oracle_with_biases
 
     ALLOWED = (TypeError, ValueError, MemoryError)  # and RuntimeError where README says (attempt's runtime_error)
     SCALE = float(os.environ.get("MLPGRAD_FUZZ_SCALE", "1"))
@@ -284,6 +285,12 @@ else:
         for t, (a, b) in enumerate(zip(got.weights, expected.weights)):
             same_bits(a, b, f"{what}.weights[{t}]")
         same_bits(got.alpha, expected.alpha, f"{what}.alpha")
+        assert (got.biases is None) == (expected.biases is None), what
+        for t, (a, b) in enumerate(zip(got.biases or [], expected.biases or [])):
+            same_bits(a, b, f"{what}.biases[{t}]")
+        assert (got.output_bias is None) == (expected.output_bias is None), what
+        if got.output_bias is not None:
+            same_bits(got.output_bias, expected.output_bias, f"{what}.output_bias")
         if got.z is not None:  # compared when the caller asked for them (expected always has them)
             for t, (a, b) in enumerate(zip(got.z, expected.z)):
                 same_bits(a, b, f"{what}.z[{t}]")
@@ -335,21 +342,31 @@ else:
         """The items a list or tuple (or a subclass, whatever its __len__/__getitem__ say) really holds."""
         return list(list.__iter__(seq)) if isinstance(seq, list) else list(tuple.__iter__(seq))
 
-    def mlp_model(ws, alpha, activation) -> bool:
-        if not isinstance(ws, (list, tuple)):
+    def output_shapes_model(alpha, widths, biases, output_bias) -> bool:
+        """alpha (K_T,) or (K_T, m >= 1); one bias (K_{t+1},) per layer or None; β shaped like ŷ or None."""
+        if alpha.ndim not in (1, 2) or alpha.shape[0] != widths[-1] or (alpha.ndim == 2 and alpha.shape[1] < 1):
+            return False
+        if biases is not None and (len(biases) != len(widths) - 1 or
+                                   any(b.shape != (k,) for b, k in zip(biases, widths[1:]))):
+            return False
+        return output_bias is None or output_bias.shape == alpha.shape[1:]
+
+    def mlp_model(ws, alpha, activation, biases=None, output_bias=None) -> bool:
+        if not isinstance(ws, (list, tuple)) or not (biases is None or isinstance(biases, (list, tuple))):
             return False
         ws = items(ws)
-        arrays = list(ws) + [alpha]
+        biases = None if biases is None else items(biases)
+        arrays = list(ws) + [alpha] + (biases or []) + ([] if output_bias is None else [output_bias])
         if not all(is_float_array(a) for a in arrays) or len({a.dtype for a in arrays}) != 1:
             return False
-        if any(w.ndim != 2 for w in ws) or alpha.ndim != 1:
+        if any(w.ndim != 2 for w in ws) or alpha.ndim not in (1, 2):
             return False
         widths = [ws[0].shape[1] if ws else alpha.shape[0]]
         for w in ws:
             if w.shape[1] != widths[-1]:
                 return False
             widths.append(w.shape[0])
-        if min(widths) < 1 or alpha.shape != (widths[-1],):
+        if min(widths) < 1 or not output_shapes_model(alpha, widths, biases, output_bias):
             return False
         if isinstance(activation, str):
             return activation in ACTIVATIONS
@@ -357,14 +374,18 @@ else:
             return False  # (the sequences generated here: lists, tuples, bytes, BrokenSequence)
         return len(activation) == len(ws) and all(isinstance(a, str) and a in ACTIVATIONS for a in activation)
 
-    def gradients_model(ws, alpha, x, z, u) -> bool:
+    def gradients_model(ws, alpha, x, z, u, biases=None, output_bias=None) -> bool:
         if not isinstance(ws, (list, tuple)) or (z is None) != (u is None):
             return False
         if z is not None and not (isinstance(z, (list, tuple)) and isinstance(u, (list, tuple))):
             return False
+        if biases is not None and not isinstance(biases, (list, tuple)):
+            return False
         ws = items(ws)
         z, u = (None, None) if z is None else (items(z), items(u))
-        arrays = list(ws) + [alpha, x] + (list(z) + list(u) if z is not None else [])
+        biases = None if biases is None else items(biases)
+        arrays = list(ws) + [alpha, x] + (list(z) + list(u) if z is not None else []) + (biases or []) + \
+            ([] if output_bias is None else [output_bias])
         if not all(is_float_array(a, writeable=True) for a in arrays) or len({a.dtype for a in arrays}) != 1:
             return False
         if x.ndim not in (1, 2) or (x.ndim == 2 and z is not None):
@@ -374,7 +395,7 @@ else:
             if w.ndim != 2 or w.shape[1] != widths[-1]:
                 return False
             widths.append(w.shape[0])
-        if min(widths) < 1 or alpha.shape != (widths[-1],):
+        if min(widths) < 1 or not output_shapes_model(alpha, widths, biases, output_bias):
             return False
         if z is not None:
             if len(z) != len(widths) or len(u) != len(widths) - 1:
@@ -479,6 +500,22 @@ else:
                np.complex64(1), np.complex128(1 + 1j), np.array(1 + 0j), np.datetime64(1, "s"), np.timedelta64(1, "s"),
                "1.0", b"1", None, object(), BrokenFloat(), BrokenArray(), np.array("1"), np.array(None), []]
 
+    def optional_biases(data, rng, widths, dtype, output_shape, prefix=""):
+        """(biases, output_bias) keywords: ABSENT (not passed), None, or variants of arrays of the right shapes."""
+        how = data.draw(st.sampled_from(["absent", "absent", "none", "arrays", "arrays", "tuple", "one_short",
+                                         "not_a_list"]), label=f"{prefix}biases")
+        clean = [rng.standard_normal(k).astype(dtype) for k in widths[1:]]
+        if how == "arrays":
+            bs = [mutate(data, b, f"{prefix}biases[{t}]") for t, b in enumerate(clean)]
+        else:
+            bs = {"absent": ABSENT, "none": None, "tuple": tuple(clean), "one_short": clean[:-1] if clean else [clean],
+                  "not_a_list": np.zeros(3, dtype)}[how]
+        how = data.draw(st.sampled_from(["absent", "absent", "none", "array"]), label=f"{prefix}output_bias")
+        ob = {"absent": ABSENT, "none": None}.get(how)
+        if how == "array":
+            ob = mutate(data, rng.standard_normal(output_shape).astype(dtype), f"{prefix}output_bias")
+        return bs, ob
+
     # ------------------------------------------------------------------------- MLP(...)
     ACTIVATION_ARGS = ["relu", "identity", "tanh", "bogus", "", b"relu", None, 3, ["relu"], ("tanh", "sigmoid"),
                        ["relu", 3], ["softplus"] * 3, ["leaky_relu"] * 2, [], BrokenSequence()]
@@ -494,29 +531,44 @@ else:
                               label="weights container")
         ws = {"list": ws, "tuple": tuple(ws), "generator": (w for w in ws), "none": None, "dict": dict(enumerate(ws)),
               "ndarray": np.zeros((len(ws), 2, 2), arch.dtype), "lying_list": LyingList(ws)}[container]
+        if data.draw(st.booleans(), label="vector output"):  # alpha (K_T, m), each variant of it
+            alpha = rng.standard_normal((arch.widths[-1], data.draw(st.integers(1, 3), label="m"))).astype(arch.dtype)
         al = mutate(data, alpha, "alpha")
         act = data.draw(st.one_of(st.just(arch.activation_arg), st.sampled_from(ACTIVATION_ARGS)), label="activation")
-        desc = f"MLP({describe(ws)}, {describe(al)}, {describe(act)})"
-        ok, net = attempt(desc, lambda: mlpgrad.MLP(ws, al, act), valid=mlp_model(ws, al, act), inputs=[ws, al])
+        bs, ob = optional_biases(data, rng, arch.widths, arch.dtype, alpha.shape[1:])
+        keywords = kwargs_of(biases=bs, output_bias=ob)
+        desc = f"MLP({describe(ws)}, {describe(al)}, {describe(act)}, **{describe(keywords)})"
+        valid = mlp_model(ws, al, act, keywords.get("biases"), keywords.get("output_bias"))
+        ok, net = attempt(desc, lambda: mlpgrad.MLP(ws, al, act, **keywords), valid=valid, inputs=[ws, al, keywords])
         if not ok:
             return
         # Accepted: the very arrays, the right properties, the right numbers.
         ws = items(ws)
         assert all(a is b for a, b in zip(net.weights, ws)) and net.alpha is al
+        if keywords.get("biases") is None:
+            assert net.biases is None
+        else:
+            assert all(a is b for a, b in zip(net.biases, items(keywords["biases"])))
+        assert net.output_bias is keywords.get("output_bias") and net.output_shape == al.shape[1:]
         widths = tuple([ws[0].shape[1] if ws else al.shape[0]] + [w.shape[0] for w in ws])
         assert net.widths == widths and net.depth == len(ws) and net.dtype == al.dtype
         assert net.activations == ((act,) * len(ws) if isinstance(act, str) else tuple(act))
         assert repr(net).startswith("mlpgrad.MLP(")
         x = make_inputs(rng, widths[0], al.dtype)
-        y, g = attempt(f"{desc}.value_and_grad(x)", lambda: net.value_and_grad(x), valid=True, inputs=[ws, al, x])[1]
-        if not all(np.all(np.abs(np.asarray(a, np.float64)) < 1e6) for a in list(ws) + [al]):
+        dy = 1.0 if al.ndim == 1 else np.ones(al.shape[1], al.dtype)
+        y, g = attempt(f"{desc}.value_and_grad(x, dy)", lambda: net.value_and_grad(x, dy), valid=True,
+                       inputs=[ws, al, keywords, x])[1]
+        parameters = list(ws) + [al] + list(net.biases or []) + ([] if net.output_bias is None else [net.output_bias])
+        if not all(np.all(np.abs(np.asarray(a, np.float64)) < 1e6) for a in parameters):
             return  # NaN, Inf or huge values: test_extremes.py checks those numbers
-        y_ref, g_ref = oracle(ws, al, x, net.activations)
+        y_ref, g_ref = oracle_with_biases(net, x, dy)
         tol = 1e-4 if al.dtype == np.float32 else 1e-10
-        scale = 1 + max(abs(y_ref), max((np.max(np.abs(w)) for w in g_ref.weights), default=0))
-        assert abs(y - y_ref) <= tol * scale, f"{desc}: yhat {y} != {y_ref}"
-        for t, (a, b) in enumerate(zip(g.weights, g_ref.weights)):
+        scale = 1 + max(np.max(np.abs(y_ref)), max((np.max(np.abs(w)) for w in g_ref["weights"]), default=0))
+        assert np.all(np.abs(y - y_ref) <= tol * scale), f"{desc}: yhat {y} != {y_ref}"
+        for t, (a, b) in enumerate(zip(g.weights, g_ref["weights"])):
             np.testing.assert_allclose(a, b, rtol=tol, atol=tol * scale, err_msg=f"{desc}: dW[{t}]")
+        for t, (a, b) in enumerate(zip(g.biases or [], g_ref["biases"] or [])):
+            np.testing.assert_allclose(a, b, rtol=tol, atol=tol * scale, err_msg=f"{desc}: db[{t}]")
 
     # ------------------------------------------------------------------------- Gradients(...)
     def gradient_arrays(data, widths, dtype, batch, with_zu):
@@ -552,9 +604,12 @@ else:
         else:
             args += [data.draw(st.sampled_from([None, None, [], "z"]), label="z"), None]
         args[0] = data.draw(st.sampled_from([list, tuple, LyingList]), label="weights container")(args[0])
-        desc = f"Gradients({', '.join(describe(a) for a in args)})"
-        valid = gradients_model(*args)
-        ok, g = attempt(desc, lambda: mlpgrad.Gradients(*args), valid=valid, inputs=[args])
+        rng = np.random.default_rng(arch.seed)
+        bs, ob = optional_biases(data, rng, arch.widths, arch.dtype, (), prefix="out.")
+        keywords = kwargs_of(biases=bs, output_bias=ob)
+        desc = f"Gradients({', '.join(describe(a) for a in args)}, **{describe(keywords)})"
+        valid = gradients_model(*args, keywords.get("biases"), keywords.get("output_bias"))
+        ok, g = attempt(desc, lambda: mlpgrad.Gradients(*args, **keywords), valid=valid, inputs=[args, keywords])
         if not ok:
             return
         ws = items(args[0])
@@ -562,17 +617,25 @@ else:
         assert g.batch == (args[2].shape[0] if args[2].ndim == 2 else None)
         assert (g.z is None) == (args[3] is None) and g.dtype == args[1].dtype
         repr(g)
-        # Use it as out= for a network of its widths: the results are the network's, written in place.
+        assert (g.biases is None) == (keywords.get("biases") is None) and g.output_bias is keywords.get("output_bias")
+        # Use it as out= for a network of its widths (and parameters): the results are the network's, in place.
         widths = tuple([args[2].shape[-1]] + [w.shape[0] for w in ws])
         rng = np.random.default_rng(arch.seed)
         weights, alpha = make_network(rng, widths, g.dtype)
-        net = mlpgrad.MLP(weights, alpha, "tanh")
-        ref_net = mlpgrad.MLP(weights, alpha, "tanh")
+        alpha = alpha.reshape(g.alpha.shape)  # (K_T, 1) when out.alpha is: one output of a vector network
+        extra = {}
+        if g.biases is not None:
+            extra["biases"] = [rng.standard_normal(b.shape).astype(g.dtype) for b in g.biases]
+        if g.output_bias is not None:
+            extra["output_bias"] = rng.standard_normal(g.output_bias.shape).astype(g.dtype)
+        net = mlpgrad.MLP(weights, alpha, "tanh", **extra)
+        ref_net = mlpgrad.MLP(weights, alpha, "tanh", **extra)
         if g.batch is None:
             x = make_inputs(rng, widths[0], g.dtype)
-            ok, (y, got) = attempt(f"value_and_grad(x, out={desc})", lambda: net.value_and_grad(x, 0.5, out=g),
+            dy = 0.5 if alpha.ndim == 1 else np.full(alpha.shape[1], 0.5, g.dtype)
+            ok, (y, got) = attempt(f"value_and_grad(x, out={desc})", lambda: net.value_and_grad(x, dy, out=g),
                                    valid=True, inputs=[weights, alpha, x])
-            y_ref, g_ref = ref_net.value_and_grad(x, 0.5)
+            y_ref, g_ref = ref_net.value_and_grad(x, dy)
             same_bits(y, y_ref, "yhat")
         else:
             X = make_inputs(rng, widths[0], g.dtype, batch=g.batch)
@@ -783,16 +846,20 @@ else:
         al = mutate(data, alpha, "state alpha")
         acts = data.draw(st.sampled_from(STATE_PARTS["activations"]), label="state activations")
         acts = net.activations if acts == "ok" else acts
-        length = data.draw(st.sampled_from([4, 4, 3, 5]), label="state length")
-        state = (version, ws, al, acts, "extra")[:length]
-        valid = (length == 4 and type(version) is int and version == 1 and mlp_model(ws, al, acts))
+        length = data.draw(st.sampled_from([4, 4, 3, 5, 6, 6, 7]), label="state length")
+        bs, ob = optional_biases(data, rng, arch.widths, arch.dtype, (), prefix="state ")
+        bs, ob = (None if bs is ABSENT else bs), (None if ob is ABSENT else ob)
+        state = (version, ws, al, acts, bs, ob, "extra")[:length] if length >= 6 else \
+            (version, ws, al, acts, "extra")[:length]
+        valid = type(version) is int and ((length == 4 and version == 1 and mlp_model(ws, al, acts)) or
+                                          (length == 6 and version == 2 and mlp_model(ws, al, acts, bs, ob)))
         fresh = mlpgrad.MLP.__new__(mlpgrad.MLP)
         desc = f"MLP.__setstate__(({', '.join(describe(p) for p in state)}))"
         # never used again if it failed: an instance whose __init__/__setstate__ failed is not usable
         ok, _ = attempt(desc, lambda: fresh.__setstate__(state), valid=None if version is True else valid,
                         inputs=[state])
         if ok:
-            clean = mlpgrad.MLP(list(ws), al, acts)
+            clean = mlpgrad.MLP(list(ws), al, acts, **({} if length == 4 else dict(biases=bs, output_bias=ob)))
             assert fresh.widths == clean.widths and fresh.activations == clean.activations
             x = make_inputs(rng, arch.widths[0], arch.dtype)
             same_bits(fresh.forward(x), clean.forward(x), desc)

@@ -469,7 +469,8 @@ def test_weights_passed_transposed_are_named_as_such():
 
 
 def test_the_constructor_signatures_are_visible():
-    assert str(inspect.signature(mlpgrad.MLP)) == "(weights, alpha, activation='relu')"
-    assert str(inspect.signature(mlpgrad.Gradients)) == "(weights, alpha, x=None, z=None, u=None)"
+    assert str(inspect.signature(mlpgrad.MLP)) == "(weights, alpha, activation='relu', *, biases=None, output_bias=None)"
+    assert str(inspect.signature(mlpgrad.Gradients)) == \
+        "(weights, alpha, x=None, z=None, u=None, *, biases=None, output_bias=None)"
     assert str(inspect.signature(mlpgrad.MLP.new_gradients)) == "(self, /, batch=None, *, x=True)"
     assert str(inspect.signature(mlpgrad.MLP.backward_batch)) == "(self, /, dy=None, *, out=None)"

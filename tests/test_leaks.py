@@ -73,7 +73,7 @@ def make_cases():
     state = pickle.dumps(net)
     spec = out_spec(WIDTHS, np.float64)
 
-    def aliased_dy():  # dy that is out.alpha-sized and aliases it: read from a copy (mlp_object.hpp)
+    def aliased_dy():  # dy that is out.alpha-sized and aliases it: read from a copy (mlp_calls.hpp)
         gb_alias.alpha[...] = 1.0
         net_b.value_and_grad_batch(X_b, gb_alias.alpha, out=gb_alias)
 
@@ -81,6 +81,12 @@ def make_cases():
     net_b = mlpgrad.MLP(w_b, a_b, "tanh")
     X_b = make_inputs(rng, 16, batch=B)
     gb_alias = net_b.new_gradients(batch=B)
+
+    # biases, an output bias and 3 outputs
+    net_v = mlpgrad.MLP.random(WIDTHS, ACTS, outputs=3, seed=0)
+    g_v, gb_v = net_v.new_gradients(), net_v.new_gradients(batch=B, x=False)
+    dy_v, dY_v = np.full(3, 0.5), np.ones((B, 3))
+    state_v = pickle.dumps(net_v)
 
     sgd = mlpgrad.optim.SGD(net, 1e-3, momentum=0.9, nesterov=True, weight_decay=1e-4)
     adam = mlpgrad.optim.Adam(net, 1e-4, weight_decay=1e-4, decoupled=True)
@@ -106,6 +112,17 @@ def make_cases():
         "construct": lambda: mlpgrad.MLP(weights, alpha, ACTS),
         "construct_gradients": lambda: mlpgrad.Gradients(**spec),
         "pickle": lambda: pickle.loads(state),
+        "vector_forward": lambda: net_v.forward(x),
+        "vector_value_and_grad_out": lambda: net_v.value_and_grad(x, dy_v, out=g_v),
+        "vector_backward_default_dy": lambda: (net_v.forward(x), net_v.backward()),
+        "vector_batch_out": lambda: (net_v.forward_batch(X), net_v.backward_batch(dY_v, out=gb_v)),
+        "vector_construct": lambda: mlpgrad.MLP(net_v.weights, net_v.alpha, ACTS, biases=net_v.biases,
+                                                output_bias=net_v.output_bias),
+        "vector_pickle": lambda: pickle.loads(state_v),
+        "error_vector_dy": _raises(ValueError, lambda: net_v.value_and_grad(x, dy_v[:2], out=g_v)),
+        "error_out_bias_layout": _raises(ValueError, lambda: net_v.value_and_grad(x, dy_v, out=g)),
+        "error_construct_biases": _raises(ValueError, lambda: mlpgrad.MLP(weights, alpha, ACTS,
+                                                                          biases=net_v.biases[:1])),
         # error paths
         "error_x_shape": _raises(ValueError, lambda: net.value_and_grad(x[:-1])),
         "error_x_strings": _raises(TypeError, lambda: net.forward(["a"] * WIDTHS[0])),

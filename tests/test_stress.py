@@ -175,7 +175,7 @@ def test_forward_backward_pairs_interleave_without_barriers():
 
 
 def test_new_threads_never_see_a_dead_threads_forward():
-    """The OS reuses a finished thread's id; its tapes must not be inherited (mlp_object.hpp erases a
+    """The OS reuses a finished thread's id; its tapes must not be inherited (thread_state.hpp erases a
     thread's tapes when it exits): backward() in a thread that never ran forward() raises RuntimeError."""
     rng = np.random.default_rng(16)
     weights, alpha = make_network(rng, (4, 6, 2), np.float64)

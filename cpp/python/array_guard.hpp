@@ -56,7 +56,7 @@ class ArrayGuard {
     py::object descr_;  // kept alive, so that a new dtype cannot reuse its address
     int required_flags_;
     int ndim_;
-    std::array<py::ssize_t, 2> dims_{};  // every array a network or a Gradients keeps is 1-D or 2-D
+    std::array<py::ssize_t, 2> dims_{};  // every array a network or a Gradients keeps is 0-D to 2-D
 };
 
 }  // namespace mlpgrad_python

@@ -110,4 +110,13 @@ inline void add_fast_method(py::handle cls, PyMethodDef& def) {
     py::setattr(cls, def.ml_name, descr);
 }
 
+// The same for a class method (`def.ml_flags` gains METH_CLASS): it receives the class it is called on.
+inline void add_fast_classmethod(py::handle cls, PyMethodDef& def) {
+    def.ml_flags |= METH_CLASS;
+    auto descr =
+        py::reinterpret_steal<py::object>(PyDescr_NewClassMethod(reinterpret_cast<PyTypeObject*>(cls.ptr()), &def));
+    if (!descr) throw py::error_already_set();
+    py::setattr(cls, def.ml_name, descr);
+}
+
 }  // namespace mlpgrad_python

@@ -24,8 +24,10 @@ struct TypedViews {
 class GradientsObject {
   public:
     // Wraps (never copies) the caller's arrays. Checks dtypes, layout, writeability, shapes that chain, and
-    // that no two arrays overlap. x=None makes parameter-only gradients (for the batch calls, any batch size).
-    GradientsObject(py::object weights, py::object alpha, py::object x, py::object z, py::object u) {
+    // that no two arrays overlap. x=None makes parameter-only gradients (for the batch calls, any batch size);
+    // biases and output_bias (None or arrays shaped like the network's) are for networks that have them.
+    GradientsObject(py::object weights, py::object alpha, py::object x, py::object z, py::object u,
+                    py::object biases, py::object output_bias) {
         if (!py::isinstance<py::list>(weights) && !py::isinstance<py::tuple>(weights))
             throw py::type_error("Gradients: weights must be a list of 2-D numpy arrays, got " + type_name(weights));
         const char* why = "gradients are written into the caller's arrays, never into a copy";
@@ -54,6 +56,15 @@ class GradientsObject {
                     dest->push_back(require_ndarray(items[t], name(field, t), why));
             }
         }
+        if (!biases.is_none()) {
+            if (!py::isinstance<py::list>(biases) && !py::isinstance<py::tuple>(biases))
+                throw py::type_error("Gradients: biases must be a list of 1-D numpy arrays or None, got " +
+                                     type_name(biases));
+            biases_.emplace();
+            const auto items = items_of(biases);
+            for (std::size_t t = 0; t < items.size(); ++t) biases_->push_back(require_ndarray(items[t], name("biases", t), why));
+        }
+        if (!output_bias.is_none()) output_bias_ = require_ndarray(output_bias, "out.output_bias", why);
         validate();
         build_views();
         span_ = overall_span();
@@ -64,10 +75,12 @@ class GradientsObject {
     struct Fresh {};
     static constexpr Fresh fresh{};
     GradientsObject(Fresh, std::vector<py::array> weights, py::array alpha, std::optional<py::array> x,
-                    std::optional<std::vector<py::array>> z, std::optional<std::vector<py::array>> u, DType dtype,
+                    std::optional<std::vector<py::array>> z, std::optional<std::vector<py::array>> u,
+                    std::optional<std::vector<py::array>> biases, std::optional<py::array> output_bias, DType dtype,
                     std::vector<std::size_t> widths, std::optional<std::size_t> batch)
         : weights_(std::move(weights)), alpha_(std::move(alpha)), x_(std::move(x)), z_(std::move(z)), u_(std::move(u)),
-          dtype_(dtype), widths_(std::move(widths)), batch_(batch) {
+          biases_(std::move(biases)), output_bias_(std::move(output_bias)), dtype_(dtype), widths_(std::move(widths)),
+          batch_(batch) {
         build_views();
         span_ = overall_span();
         guard_arrays();
@@ -79,6 +92,11 @@ class GradientsObject {
     // No input gradient (.x is None): filled by the batch calls, for any batch size, skipping W^{[1]ᵀ} ∂U^1.
     bool parameter_only() const { return !x_; }
     bool has_intermediates() const { return z_.has_value(); }
+    bool has_biases() const { return biases_.has_value(); }
+    bool has_output_bias() const { return output_bias_.has_value(); }
+    // alpha's shape: (K_T,) for a network with one output, (K_T, m) for m outputs.
+    const py::array& alpha_array() const { return alpha_; }
+    const std::optional<py::array>& output_bias_array() const { return output_bias_; }
 
     template <class T>
     const TypedViews<T>& views() const {
@@ -90,6 +108,8 @@ class GradientsObject {
     py::object x() const { return x_ ? py::object(*x_) : py::object(py::none()); }
     py::object z() const { return z_ ? py::object(as_list(*z_)) : py::object(py::none()); }
     py::object u() const { return u_ ? py::object(as_list(*u_)) : py::object(py::none()); }
+    py::object biases() const { return biases_ ? py::object(as_list(*biases_)) : py::object(py::none()); }
+    py::object output_bias() const { return output_bias_ ? py::object(*output_bias_) : py::object(py::none()); }
 
     std::vector<NamedArray> named_arrays() const {
         std::vector<NamedArray> out;
@@ -100,6 +120,9 @@ class GradientsObject {
             for (std::size_t t = 0; t < z_->size(); ++t) out.push_back({name("z", t), (*z_)[t]});
         if (u_)
             for (std::size_t t = 0; t < u_->size(); ++t) out.push_back({name("u", t), (*u_)[t]});
+        if (biases_)
+            for (std::size_t t = 0; t < biases_->size(); ++t) out.push_back({name("biases", t), (*biases_)[t]});
+        if (output_bias_) out.push_back({"out.output_bias", *output_bias_});
         return out;
     }
 
@@ -120,15 +143,9 @@ class GradientsObject {
     // overall span (the usual case), a pass over the arrays otherwise.
     bool overlaps(const ByteRange& r) const {
         if (!overlap(r, span_)) return false;
-        auto hit = [&](const py::array& a) { return overlap(r, byte_range(a)); };
-        for (const auto& w : weights_)
-            if (hit(w)) return true;
-        if (hit(alpha_) || (x_ && hit(*x_))) return true;
-        for (const auto* list : {&z_, &u_})
-            if (*list)
-                for (const auto& a : **list)
-                    if (hit(a)) return true;
-        return false;
+        bool hit = false;
+        for_each_array([&](const py::array& a) { hit = hit || overlap(r, byte_range(a)); });
+        return hit;
     }
 
     // The id of the last network whose weights were checked not to overlap these arrays.
@@ -137,6 +154,17 @@ class GradientsObject {
   private:
     static std::string name(const char* field, std::size_t t) {
         return std::string("out.") + field + "[" + std::to_string(t) + "]";
+    }
+    // f(array) for every array, in the order of named_arrays().
+    template <class F>
+    void for_each_array(F&& f) const {
+        for (const auto& w : weights_) f(w);
+        f(alpha_);
+        if (x_) f(*x_);
+        for (const auto* list : {&z_, &u_, &biases_})
+            if (*list)
+                for (const auto& a : **list) f(a);
+        if (output_bias_) f(*output_bias_);
     }
     static py::list as_list(const std::vector<py::array>& arrays) {
         py::list l;
@@ -175,10 +203,29 @@ class GradientsObject {
         for (std::size_t t = 0; t < widths_.size(); ++t)
             if (widths_[t] == 0)
                 throw py::value_error("Gradients: width K_" + std::to_string(t) + " is 0; every width must be at least 1");
-        if (alpha_.ndim() == 1 && static_cast<std::size_t>(alpha_.shape(0)) != widths_.back())
+        const std::size_t K_T = widths_.back();
+        if (alpha_.ndim() != 1 && alpha_.ndim() != 2)
+            throw py::value_error("out.alpha must be 1-D (K_T,) for one output or 2-D (K_T, m) for m outputs, got "
+                                  "shape " + shape_string(alpha_));
+        if (static_cast<std::size_t>(alpha_.shape(0)) != K_T || (alpha_.ndim() == 2 && alpha_.shape(1) == 0))
             throw py::value_error("out.alpha has shape " + shape_string(alpha_) + " but expected " +
-                                  shape_string({widths_.back()}) + transposed());
-        require_vector(alpha_, widths_.back(), "out.alpha");
+                                  (alpha_.ndim() == 1 ? shape_string({K_T}) : "(" + std::to_string(K_T) + ", m), m >= 1") +
+                                  transposed());
+        if (biases_) {
+            const std::size_t T_ = weights_.size();
+            if (biases_->size() != T_)
+                throw py::value_error("Gradients: biases must hold " + std::to_string(T_) + " arrays (one per layer), got " +
+                                      std::to_string(biases_->size()));
+            for (std::size_t t = 0; t < T_; ++t) require_vector((*biases_)[t], widths_[t + 1], name("biases", t));
+        }
+        if (output_bias_) {  // shaped like ŷ: 0-d for one output, (m,) for m
+            const bool vector_output = alpha_.ndim() == 2;
+            if (output_bias_->ndim() != (vector_output ? 1 : 0) ||
+                (vector_output && output_bias_->shape(0) != alpha_.shape(1)))
+                throw py::value_error("out.output_bias has shape " + shape_string(*output_bias_) + " but expected " +
+                                      (vector_output ? shape_string({static_cast<std::size_t>(alpha_.shape(1))})
+                                                     : std::string("() (a 0-d array: out.alpha is 1-D, one output)")));
+        }
         if (z_) {
             const std::size_t T_ = weights_.size();
             if (z_->size() != T_ + 1 || u_->size() != T_)
@@ -199,7 +246,8 @@ class GradientsObject {
             shapes.emplace_back(static_cast<std::size_t>(w.shape(0)), static_cast<std::size_t>(w.shape(1)));
         }
         const auto k_in = x_ ? std::optional<std::size_t>(static_cast<std::size_t>(x_->shape(x_->ndim() - 1))) : std::nullopt;
-        return transposed_hint(shapes, k_in, static_cast<std::size_t>(alpha_.size()), "out.weights");
+        const auto k_out = static_cast<std::size_t>(alpha_.ndim() == 2 ? alpha_.shape(0) : alpha_.size());
+        return transposed_hint(shapes, k_in, k_out, "out.weights");
     }
 
     // K_0: x's last axis, or without x the first weight's columns (alpha's length for depth 0).
@@ -209,7 +257,7 @@ class GradientsObject {
             require_ndim(weights_[0], 2, name("weights", 0), "(K_1, K_0)");
             return static_cast<std::size_t>(weights_[0].shape(1));
         }
-        return static_cast<std::size_t>(alpha_.size());
+        return static_cast<std::size_t>(alpha_.ndim() == 2 ? alpha_.shape(0) : alpha_.size());
     }
 
     static void require_vector(const py::array& a, std::size_t n, const std::string& what) {
@@ -230,12 +278,7 @@ class GradientsObject {
             span.begin = std::min(span.begin, r.begin, std::less<const char*>());
             span.end = std::max(span.end, r.end, std::less<const char*>());
         };
-        for (const auto& w : weights_) add(w);
-        add(alpha_);
-        if (x_) add(*x_);
-        for (const auto* list : {&z_, &u_})
-            if (*list)
-                for (const auto& a : **list) add(a);
+        for_each_array(add);
         return span;
     }
 
@@ -261,15 +304,23 @@ class GradientsObject {
         for (const auto& w : weights_)
             weights.push_back({static_cast<T*>(const_cast<void*>(w.data())), static_cast<std::size_t>(w.shape(0)),
                                static_cast<std::size_t>(w.shape(1))});
+        std::vector<mlpgrad::VectorView<T>> biases;
+        if (biases_)
+            for (const auto& a : *biases_) biases.push_back(vec(a));
+        const mlpgrad::VectorView<T> output_bias = output_bias_ ? vec(*output_bias_) : mlpgrad::VectorView<T>{};
         if (batch_ || !x_) {
             v.batch.weights = std::move(weights);
             v.batch.alpha = vec(alpha_);
+            v.batch.biases = std::move(biases);
+            v.batch.output_bias = output_bias;
             // An empty x (0 × 0) is the core's "parameter gradients only".
             if (x_) v.batch.x = {static_cast<T*>(const_cast<void*>(x_->data())), *batch_, widths_[0]};
             return v;
         }
         v.single.weights = std::move(weights);
         v.single.alpha = vec(alpha_);
+        v.single.biases = std::move(biases);
+        v.single.output_bias = output_bias;
         v.single.x = vec(*x_);
         if (z_) {
             for (const auto& a : *z_) v.single.z.push_back(vec(a));
@@ -282,6 +333,8 @@ class GradientsObject {
     py::array alpha_;
     std::optional<py::array> x_;  // none for parameter-only gradients
     std::optional<std::vector<py::array>> z_, u_;
+    std::optional<std::vector<py::array>> biases_;  // none when the network has no biases
+    std::optional<py::array> output_bias_;          // none when the network has no output bias
     DType dtype_ = DType::float64;
     std::vector<std::size_t> widths_;
     std::optional<std::size_t> batch_;

@@ -39,7 +39,10 @@ py::array_t<T> read_only_copy(mlpgrad::VectorView<const T> v) {
 }
 
 inline py::object MLP::forward(py::handle x) {
-    return visit([&](auto& m) { return py::float_(forward_impl(m, x)); });
+    return visit([&](auto& m) -> py::object {
+        if (vector_output_) return vector_forward_impl(m, x);
+        return py::float_(forward_impl(m, x));
+    });
 }
 
 inline py::list MLP::recorded(bool want_z) {
@@ -51,7 +54,9 @@ inline py::object MLP::backward(py::handle dy, py::handle out) {
 }
 
 inline py::object MLP::value_and_grad(py::handle x, py::handle dy, py::handle out) {
-    return visit([&](auto& m) { return value_and_grad_impl(m, x, dy, out); });
+    return visit([&](auto& m) {
+        return vector_output_ ? vector_value_and_grad_impl(m, x, dy, out) : value_and_grad_impl(m, x, dy, out);
+    });
 }
 
 inline py::object MLP::new_gradients(py::handle batch, py::handle x) {
@@ -95,6 +100,36 @@ double MLP::forward_impl(Model<T>& m, py::handle x) {
     return mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape);
 }
 
+// For m outputs: ŷ as a new array of shape (m,).
+template <class T>
+py::object MLP::vector_forward_impl(Model<T>& m, py::handle x) {
+    auto xa = as_x(m, x);
+    py::array_t<T> yhat(static_cast<py::ssize_t>(m.net.outputs()));
+    auto& tape = m.state().tape;
+    require_unchanged(nullptr);
+    {
+        MaybeReleaseGil gil(work(0));
+        mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape, {yhat.mutable_data(), m.net.outputs()});
+    }
+    return std::move(yhat);
+}
+
+// For m outputs: dy of shape (m,), or ones (the gradient of Σ_j ŷ_j) when not given.
+template <class T>
+py::array_t<T> MLP::as_dy(py::handle dy_obj) {
+    const std::size_t n = outputs();
+    if (!dy_obj || dy_obj.is_none()) {
+        py::array_t<T> ones(static_cast<py::ssize_t>(n));
+        std::fill(ones.mutable_data(), ones.mutable_data() + n, T(1));
+        return ones;
+    }
+    auto dy = as_input<T>(dy_obj, "dy");
+    if (dy.ndim() != 1 || static_cast<std::size_t>(dy.shape(0)) != n)
+        throw py::value_error("dy has shape " + shape_string(dy) + " but the network has " + std::to_string(n) +
+                              " outputs (output_shape " + shape_string({n}) + "); expected " + shape_string({n}));
+    return dy;
+}
+
 // `out` checked and ready, or fresh zeroed gradients stored into `out`.
 template <class T>
 GradientsObject& MLP::out_or_new(Model<T>& m, py::object& out, std::optional<std::size_t> batch) {
@@ -122,6 +157,27 @@ py::object MLP::value_and_grad_impl(Model<T>& m, py::handle x, py::handle dy_obj
     return py::make_tuple(yhat, out);
 }
 
+// For m outputs: (ŷ of shape (m,), gradients of dyᵀŷ).
+template <class T>
+py::object MLP::vector_value_and_grad_impl(Model<T>& m, py::handle x, py::handle dy_obj, py::handle out_obj) {
+    auto dy = as_dy<T>(dy_obj);
+    auto xa = as_x(m, x);
+    py::object out = py::reinterpret_borrow<py::object>(out_obj);
+    const GradientsObject& g = out_or_new(m, out, std::nullopt);
+    read_apart(dy, g);
+    const auto& view = g.template views<T>().single;
+    const std::size_t n = m.net.outputs();
+    py::array_t<T> yhat(static_cast<py::ssize_t>(n));
+    auto& tape = m.state().tape;
+    require_unchanged(&g);
+    {
+        MaybeReleaseGil gil(work(0));
+        mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape, {yhat.mutable_data(), n});
+        mlpgrad::unchecked::backward(m.net, tape, mlpgrad::VectorView<const T>{dy.data(), n}, view);
+    }
+    return py::make_tuple(std::move(yhat), out);
+}
+
 template <class T>
 py::list MLP::recorded_impl(Model<T>& m, bool want_z) {
     ThreadState<T>* s = m.find_state();
@@ -138,18 +194,29 @@ py::list MLP::recorded_impl(Model<T>& m, bool want_z) {
 
 template <class T>
 py::object MLP::backward_impl(Model<T>& m, py::handle dy_obj, py::handle out_obj) {
-    const T dy = static_cast<T>(as_real(dy_obj, "dy", 1.0));
+    // One output: dy is a number; m outputs: an array (m,) (an optional, so the scalar path allocates none).
+    std::optional<py::array_t<T>> dy_vector;
+    T dy = T(0);
+    if (vector_output_)
+        dy_vector.emplace(as_dy<T>(dy_obj));
+    else
+        dy = static_cast<T>(as_real(dy_obj, "dy", 1.0));
     py::object out = py::reinterpret_borrow<py::object>(out_obj);
     check_out(m, out, std::nullopt);
     ThreadState<T>* s = m.find_state();
     if (!s || !s->tape.recorded())
         throw std::runtime_error("backward() needs a forward pass first: call net.forward(x) in this thread");
     const GradientsObject& g = out_or_new(m, out, std::nullopt);
+    if (dy_vector) read_apart(*dy_vector, g);
     const auto& view = g.template views<T>().single;
     require_unchanged(&g);
     {
         MaybeReleaseGil gil(work(0));
-        mlpgrad::unchecked::backward(m.net, s->tape, dy, view);
+        if (dy_vector)
+            mlpgrad::unchecked::backward(m.net, s->tape, mlpgrad::VectorView<const T>{dy_vector->data(), m.net.outputs()},
+                                         view);
+        else
+            mlpgrad::unchecked::backward(m.net, s->tape, dy, view);
     }
     return out;
 }
@@ -174,6 +241,16 @@ py::object MLP::new_gradients_impl(Model<T>& m, std::optional<std::size_t> batch
     auto n = [](std::size_t v) { return static_cast<py::ssize_t>(v); };
     std::vector<py::array> weights;
     for (std::size_t t = 0; t < T_; ++t) weights.push_back(zeros<T>({n(K[t + 1]), n(K[t])}));
+    // α's gradient is shaped like α, β's like β (0-d for one output).
+    const std::size_t n_out = m.net.outputs();
+    py::array alpha = vector_output_ ? zeros<T>({n(K[T_]), n(n_out)}) : zeros<T>({n(K[T_])});
+    std::optional<std::vector<py::array>> biases;
+    if (biases_) {
+        biases.emplace();
+        for (std::size_t t = 1; t <= T_; ++t) biases->push_back(zeros<T>({n(K[t])}));
+    }
+    std::optional<py::array> output_bias;
+    if (output_bias_) output_bias = vector_output_ ? zeros<T>({n(n_out)}) : zeros<T>({});
     std::optional<py::array> x;
     if (with_x) x = batch ? zeros<T>({n(*batch), n(K[0])}) : zeros<T>({n(K[0])});
     std::optional<std::vector<py::array>> z, u;
@@ -184,31 +261,38 @@ py::object MLP::new_gradients_impl(Model<T>& m, std::optional<std::size_t> batch
         for (std::size_t t = 1; t <= T_; ++t) u->push_back(zeros<T>({n(K[t])}));
     }
     // Fresh arrays made to fit: no need to re-check them, nor against this network.
-    GradientsObject g(GradientsObject::fresh, std::move(weights), zeros<T>({n(K[T_])}), std::move(x), std::move(z),
-                      std::move(u), dtype_, K, with_x ? batch : std::nullopt);
+    GradientsObject g(GradientsObject::fresh, std::move(weights), std::move(alpha), std::move(x), std::move(z),
+                      std::move(u), std::move(biases), std::move(output_bias), dtype_, K,
+                      with_x ? batch : std::nullopt);
     g.checked_against = id_;
     return py::cast(std::move(g));
 }
 
-// dy (B,) as given, or ones when not given (then `dy` is filled here).
+// dy as given, (B,) for one output and (B, m) for m outputs, or ones when not given (then `dy` is filled here).
 template <class T>
-void MLP::require_batch_dy(py::array_t<T>& dy, bool given, std::size_t B, const char* examples) {
+void MLP::require_batch_dy(py::array_t<T>& dy, bool given, std::size_t B, const char* examples) const {
+    std::vector<std::size_t> shape{B};
+    if (vector_output_) shape.push_back(outputs());
     if (!given) {
-        dy = py::array_t<T>(static_cast<py::ssize_t>(B));
-        std::fill(dy.mutable_data(), dy.mutable_data() + B, T(1));
-    } else if (dy.ndim() != 1 || static_cast<std::size_t>(dy.shape(0)) != B) {
-        throw py::value_error("dy has shape " + shape_string(dy) + " but " + examples + " " + std::to_string(B) +
-                              " examples; expected " + shape_string({B}));
+        dy = vector_output_ ? py::array_t<T>({static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(outputs())})
+                            : py::array_t<T>(static_cast<py::ssize_t>(B));
+        std::fill(dy.mutable_data(), dy.mutable_data() + dy.size(), T(1));
+        return;
     }
+    bool fits = static_cast<std::size_t>(dy.ndim()) == shape.size();
+    for (std::size_t d = 0; fits && d < shape.size(); ++d) fits = static_cast<std::size_t>(dy.shape(d)) == shape[d];
+    if (!fits)
+        throw py::value_error("dy has shape " + shape_string(dy) + " but " + examples + " " + std::to_string(B) +
+                              " examples" + (vector_output_ ? " of " + std::to_string(outputs()) + " outputs" : "") +
+                              "; expected " + shape_string(shape));
 }
 
 // dy is still read while gradients are written: a dy that aliases an out array is read from a copy.
 template <class T>
 void MLP::read_apart(py::array_t<T>& dy, const GradientsObject& g) {
     if (!g.overlaps(byte_range(dy))) return;
-    const std::size_t B = static_cast<std::size_t>(dy.shape(0));
-    py::array_t<T> copy(static_cast<py::ssize_t>(B));
-    std::memcpy(copy.mutable_data(), dy.data(), B * sizeof(T));
+    py::array_t<T> copy(std::vector<py::ssize_t>(dy.shape(), dy.shape() + dy.ndim()));
+    std::memcpy(copy.mutable_data(), dy.data(), static_cast<std::size_t>(dy.nbytes()));
     dy = std::move(copy);
 }
 
@@ -247,8 +331,12 @@ py::object MLP::batch_impl(Model<T>& m, py::handle X_obj, py::handle dy_obj, py:
         g = &out_or_new(m, out, B);
         if (given) read_apart(dy, *g);
     }
-    std::optional<py::array_t<T>> yhat;
-    if (forward) yhat.emplace(static_cast<py::ssize_t>(B));
+    std::optional<py::array_t<T>> yhat;  // (B,) for one output, (B, m) for m
+    const std::size_t n_out = m.net.outputs();
+    if (forward && vector_output_)
+        yhat.emplace(std::vector<py::ssize_t>{static_cast<py::ssize_t>(B), static_cast<py::ssize_t>(n_out)});
+    else if (forward)
+        yhat.emplace(static_cast<py::ssize_t>(B));
     auto& tape = forward ? m.state().batch_tape : *recorded;
     require_unchanged(g);
     // An allocation above may have run a finalizer that called forward_batch with another batch in this thread.
@@ -259,9 +347,9 @@ py::object MLP::batch_impl(Model<T>& m, py::handle X_obj, py::handle dy_obj, py:
         MaybeReleaseGil gil(work(B));
         if (forward)
             mlpgrad::forward_batch(m.net, mlpgrad::MatrixView<const T>{X->data(), B, m.net.width(0)}, tape,
-                                   mlpgrad::VectorView<T>{yhat->mutable_data(), B});
+                                   mlpgrad::MatrixView<T>{yhat->mutable_data(), B, n_out});
         if (g)
-            mlpgrad::unchecked::backward_batch(m.net, tape, mlpgrad::VectorView<const T>{dy.data(), B},
+            mlpgrad::unchecked::backward_batch(m.net, tape, mlpgrad::MatrixView<const T>{dy.data(), B, n_out},
                                                g->template views<T>().batch);
     }
     if (call == BatchCall::forward) return std::move(*yhat);

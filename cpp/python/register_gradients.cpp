@@ -19,15 +19,16 @@ namespace {
 
 // One clear TypeError for a wrong keyword or argument count (not pybind11's overload listing with every
 // array printed), and no silent second __init__ (instances.hpp).
-FastSignature<5> gradients_init_sig{"Gradients", {"weights", "alpha", "x", "z", "u"}, 5, 2};
+FastSignature<7> gradients_init_sig{"Gradients", {"weights", "alpha", "x", "z", "u", "biases", "output_bias"}, 5, 2};
 
 PyObject* gradients_init(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     return fast_call([&] {
-        std::array<PyObject*, 5> a;
+        std::array<PyObject*, 7> a;
         gradients_init_sig.parse(args, nargs, kwnames, a);
         construct_in_place<GradientsObject>(self, "Gradients.__init__", [&] {
             return GradientsObject(borrowed_or(a[0], {}), borrowed_or(a[1], {}), borrowed_or(a[2], py::none()),
-                                   borrowed_or(a[3], py::none()), borrowed_or(a[4], py::none()));
+                                   borrowed_or(a[3], py::none()), borrowed_or(a[4], py::none()),
+                                   borrowed_or(a[5], py::none()), borrowed_or(a[6], py::none()));
         });
         return py::none();
     });
@@ -58,9 +59,10 @@ PyObject* gradients_reduce_ex(PyObject* self, PyObject* const* args, Py_ssize_t 
 // Docstrings start with a text signature so that help() and inspect.signature() show the arguments.
 PyMethodDef gradients_methods[] = {
     {"__init__", as_cfunction(&gradients_init), fast_call_flags,
-     "__init__($self, weights, alpha, x=None, z=None, u=None)\n--\n\nWraps (never copies) the caller's arrays, "
-     "checked once; x=None makes parameter-only gradients for the batch calls, fitting any batch size. A Gradients "
-     "never changes once made: a second __init__ raises TypeError."},
+     "__init__($self, weights, alpha, x=None, z=None, u=None, *, biases=None, output_bias=None)\n--\n\nWraps (never "
+     "copies) the caller's arrays, checked once; x=None makes parameter-only gradients for the batch calls, fitting "
+     "any batch size. biases (one 1-D array per layer) and output_bias (shaped like ŷ) are for networks that have "
+     "them. A Gradients never changes once made: a second __init__ raises TypeError."},
     {"__reduce__", as_cfunction(&gradients_reduce), fast_call_flags, "__reduce__($self, /)\n--\n\nRefuses: TypeError."},
     {"__reduce_ex__", as_cfunction(&gradients_reduce_ex), fast_call_flags,
      "__reduce_ex__($self, protocol, /)\n--\n\nRefuses under every protocol: TypeError."},
@@ -73,13 +75,22 @@ void register_gradients(py::module_& m) {
 Gradient buffers: NumPy arrays that the backward pass writes into.
 
 Get zeroed ones from ``net.new_gradients()`` (or ``net.new_gradients(batch=B)``), or wrap arrays of your own
-with ``Gradients(weights, alpha, x=None, z=None, u=None)`` (they are checked once here: one float dtype, C-contiguous,
-writeable, shapes that chain, no two overlapping) and pass the object as ``out=`` to write gradients in place.
+with ``Gradients(weights, alpha, x=None, z=None, u=None, *, biases=None, output_bias=None)`` (they are checked once
+here: one float dtype, C-contiguous, writeable, shapes that chain, no two overlapping) and pass the object as
+``out=`` to write gradients in place. A network with biases or an output bias needs gradients with them (and only
+then): ``biases[t]`` of shape (K_{t+1},), ``output_bias`` of ŷ's shape (0-d for one output, (m,) for m).
 Without x (``x=None``, or ``net.new_gradients(batch=B, x=False)``) they are parameter-only gradients: ``.x`` and
 ``.batch`` are None, the batch calls skip the input-gradient product and fill them for any batch size.
 )doc");
     cls.def_property_readonly("weights", initialized(&GradientsObject::weights), "d/dW[t] for each layer, shaped like the weights.")
-        .def_property_readonly("alpha", initialized(&GradientsObject::alpha), "d/d alpha, shape (K_T,).")
+        .def_property_readonly("alpha", initialized(&GradientsObject::alpha),
+                               "d/d alpha = z^T dyᵀ, shaped like alpha: (K_T,) for one output, (K_T, m) for m.")
+        .def_property_readonly("biases", initialized(&GradientsObject::biases),
+                               "d/db^t = d/du^t for each layer (a batch: summed over it), or None when the network has "
+                               "no biases.")
+        .def_property_readonly("output_bias", initialized(&GradientsObject::output_bias),
+                               "d/d beta = dy (a batch: summed over it), shaped like ŷ; None when the network has no "
+                               "output bias.")
         .def_property_readonly("x", initialized(&GradientsObject::x),
                                "d/dx, shape (K_0,); for a batch (B, K_0), row b is dy_b * dŷ_b/dx_b; None for parameter-only "
                                "gradients.")

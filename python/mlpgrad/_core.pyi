@@ -1,7 +1,8 @@
 """Type stubs for mlpgrad's compiled core (mlpgrad._core)."""
 
+import os
 from collections.abc import Sequence
-from typing import Any, NoReturn, Optional, Union
+from typing import Any, BinaryIO, NoReturn, Optional, TypeVar, Union
 
 import numpy as np
 import numpy.typing as npt
@@ -10,6 +11,7 @@ __version__: str
 ACTIVATIONS: tuple[str, ...]
 
 _FloatArray = npt.NDArray[Union[np.float32, np.float64]]
+_M = TypeVar("_M", bound="MLP")
 _ArrayLike = npt.ArrayLike
 
 class Gradients:
@@ -26,6 +28,9 @@ class Gradients:
         x: Optional[_FloatArray] = None,
         z: Optional[Sequence[_FloatArray]] = None,
         u: Optional[Sequence[_FloatArray]] = None,
+        *,
+        biases: Optional[Sequence[_FloatArray]] = None,
+        output_bias: Optional[_FloatArray] = None,
     ) -> None: ...
     def __init_subclass__(cls, **kwargs: Any) -> None: ...
     def __reduce__(self) -> NoReturn: ...
@@ -35,7 +40,13 @@ class Gradients:
         """d/dW[t] for each layer, shaped like the weights."""
     @property
     def alpha(self) -> _FloatArray:
-        """d/d alpha, shape (K_T,)."""
+        """d/d alpha = z^T dyᵀ, shaped like alpha: (K_T,) for one output, (K_T, m) for m."""
+    @property
+    def biases(self) -> Optional[list[_FloatArray]]:
+        """d/db^t = d/du^t for each layer (a batch: summed), or None when the network has no biases."""
+    @property
+    def output_bias(self) -> Optional[_FloatArray]:
+        """d/d beta = dy (a batch: summed), shaped like ŷ; None when the network has no output bias."""
     @property
     def x(self) -> Optional[_FloatArray]:
         """d/dx, shape (K_0,); for a batch (B, K_0), row b is dy_b * dŷ_b/dx_b; None for parameter-only gradients."""
@@ -52,7 +63,12 @@ class Gradients:
     def dtype(self) -> np.dtype[Any]:
         """The arrays' dtype."""
 
-_State = tuple[int, tuple[_FloatArray, ...], _FloatArray, tuple[str, ...]]
+_State = Union[
+    tuple[int, tuple[_FloatArray, ...], _FloatArray, tuple[str, ...]],  # format version 1
+    tuple[int, tuple[_FloatArray, ...], _FloatArray, tuple[str, ...], Optional[tuple[_FloatArray, ...]],
+          Optional[_FloatArray]],  # format version 2: biases, output bias, 2-D alpha
+]
+_Output = Union[float, _FloatArray]  # a float for one output (1-D alpha), an (m,) array for m
 
 class MLP:
     """A dense network over the caller's NumPy arrays (viewed, never copied).
@@ -66,10 +82,32 @@ class MLP:
         weights: Sequence[_FloatArray],
         alpha: _FloatArray,
         activation: Union[str, Sequence[str]] = "relu",
+        *,
+        biases: Optional[Sequence[_FloatArray]] = None,
+        output_bias: Optional[_FloatArray] = None,
     ) -> None: ...
     def __init_subclass__(cls, **kwargs: Any) -> None: ...
+    @classmethod
+    def random(
+        cls: type[_M],
+        widths: Sequence[int],
+        activation: Union[str, Sequence[str]] = "relu",
+        *,
+        outputs: Optional[int] = None,
+        biases: bool = True,
+        dtype: npt.DTypeLike = np.float64,
+        seed: Union[None, int, np.random.Generator, np.random.SeedSequence] = None,
+    ) -> _M:
+        """A new network: He-normal weights for relu/leaky_relu/softplus, Glorot-uniform for the others and
+        alpha, zero biases (see mlpgrad.model_io)."""
+    @classmethod
+    def load(cls: type[_M], path: Union[str, "os.PathLike[str]", BinaryIO]) -> _M:
+        """The network net.save(path) wrote; ValueError for anything else."""
+    def save(self, path: Union[str, "os.PathLike[str]", BinaryIO]) -> None:
+        """Writes the network as a plain .npz (numpy.load(path, allow_pickle=False) reads it)."""
     def __getstate__(self) -> _State:
-        """(1, weights, alpha, activation names): pickle format version 1."""
+        """(1, weights, alpha, activation names), format version 1, for a network without biases and with a
+        1-D alpha; otherwise (2, weights, alpha, activation names, biases or None, output_bias or None)."""
     def __setstate__(self, state: _State, /) -> None: ...
     def __reduce__(self) -> tuple[Any, ...]: ...
     def __reduce_ex__(self, protocol: int, /) -> tuple[Any, ...]: ...
@@ -90,32 +128,42 @@ class MLP:
         """The very weight arrays passed in."""
     @property
     def alpha(self) -> _FloatArray:
-        """The very alpha array passed in."""
+        """The very alpha array passed in: (K_T,) for one output, (K_T, m) for m."""
+    @property
+    def biases(self) -> Optional[list[_FloatArray]]:
+        """The very bias arrays passed in (b^1..b^T), or None."""
+    @property
+    def output_bias(self) -> Optional[_FloatArray]:
+        """The very output-bias array passed in (beta, shaped like ŷ), or None."""
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """ŷ's shape for one example: () for one output, (m,) for m."""
     @property
     def z(self) -> list[_FloatArray]:
         """z^0..z^T of this thread's last forward pass (read-only snapshots)."""
     @property
     def u(self) -> list[_FloatArray]:
         """u^1..u^T of this thread's last forward pass (read-only snapshots)."""
-    def forward(self, x: _ArrayLike) -> float:
-        """ŷ for one example; records u^t and z^t (per thread) for backward()."""
-    def backward(self, dy: float = 1.0, *, out: Optional[Gradients] = None) -> Gradients:
-        """Gradients of dy·ŷ at this thread's last forward()."""
+    def forward(self, x: _ArrayLike) -> _Output:
+        """ŷ for one example (a float, or (m,) for m outputs); records u^t and z^t (per thread) for backward()."""
+    def backward(self, dy: Union[float, _ArrayLike] = 1.0, *, out: Optional[Gradients] = None) -> Gradients:
+        """Gradients of dyᵀŷ at this thread's last forward() (dy shaped like ŷ)."""
     def value_and_grad(
-        self, x: _ArrayLike, dy: float = 1.0, *, out: Optional[Gradients] = None
-    ) -> tuple[float, Gradients]:
-        """(ŷ, gradients of dy·ŷ) for one example."""
+        self, x: _ArrayLike, dy: Union[float, _ArrayLike] = 1.0, *, out: Optional[Gradients] = None
+    ) -> tuple[_Output, Gradients]:
+        """(ŷ, gradients of dyᵀŷ) for one example (dy shaped like ŷ)."""
     def new_gradients(self, batch: Optional[int] = None, *, x: bool = True) -> Gradients:
         """Zeroed Gradients for this network (batch=B for the batch calls; with x=False, parameter-only
         gradients that skip the input gradient and fit any batch size)."""
     def forward_batch(self, X: _ArrayLike) -> _FloatArray:
-        """ŷ for each row of X (B, K_0); records the pass (per thread) for backward_batch()."""
+        """ŷ for each row of X (B, K_0): (B,), or (B, m) for m outputs; records the pass (per thread) for
+        backward_batch()."""
     def value_and_grad_batch(
         self, X: _ArrayLike, dy: Optional[_ArrayLike] = None, *, out: Optional[Gradients] = None
     ) -> tuple[_FloatArray, Gradients]:
-        """(ŷ of shape (B,), gradients of Σ_b dy_b·ŷ_b); dy defaults to ones."""
+        """(ŷ of shape (B,) or (B, m), gradients of Σ_b dy_bᵀŷ_b); dy, shaped like ŷ, defaults to ones."""
     def backward_batch(self, dy: Optional[_ArrayLike] = None, *, out: Optional[Gradients] = None) -> Gradients:
-        """Gradients of Σ_b dy_b·ŷ_b at this thread's last batch forward pass, without a second one."""
+        """Gradients of Σ_b dy_bᵀŷ_b at this thread's last batch forward pass, without a second one."""
 
 # Private: the optimiser updates behind mlpgrad.optim (one parameter array, in place).
 def _sgd_update(
