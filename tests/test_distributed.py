@@ -87,6 +87,42 @@ def test_gradient_equals_the_local_gradient(client, dtype, loss_name, weighted):
     assert_gradients_equal(grads, expected, net, RTOL[dtype])
 
 
+def network_with_biases(dtype=np.float64, outputs=None, seed=0):
+    """Biases and an output bias (random, not MLP.random's zeros); m outputs when ``outputs`` is given."""
+    net = mlpgrad.MLP.random([3, 8, 5], activation="tanh", outputs=outputs, dtype=dtype, seed=seed)
+    rng = np.random.default_rng(seed + 1)
+    for b in net.biases + [net.output_bias]:
+        b[...] = rng.standard_normal(b.shape)
+    return net
+
+
+def vector_targets(loss_name, kind, rows=100, outputs=3, seed=3):
+    rng = np.random.default_rng(seed)
+    if kind == "labels":
+        return rng.integers(0, outputs, rows)
+    if kind == "probabilities":
+        p = rng.uniform(0, 1, (rows, outputs))
+        return p / p.sum(axis=1, keepdims=True)
+    return rng.standard_normal((rows, outputs)) if loss_name == "mse" else rng.uniform(0, 1, (rows, outputs))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("loss_name, kind", [("mse", "values"), ("logistic", "values"), ("mse", "scalar"),
+                                             ("softmax_cross_entropy", "labels"),
+                                             ("softmax_cross_entropy", "probabilities")])
+def test_gradient_with_biases_and_vector_outputs_equals_the_local_gradient(client, dtype, loss_name, kind):
+    net = network_with_biases(dtype, outputs=None if kind == "scalar" else 3)
+    X, y, w = data(loss_name, weighted=True)
+    X = X.astype(dtype)
+    if kind != "scalar":
+        y = vector_targets(loss_name, kind)
+    mean, grads = md.gradient(net, split(X), split(y), loss=loss_name, sample_weight=split(w), client=client)
+    expected_mean, expected = local(net, X, y, loss_name, w)
+    assert grads.biases is not None and grads.output_bias is not None
+    assert mean == pytest.approx(expected_mean, rel=RTOL[dtype])
+    assert_gradients_equal(grads, expected, net, RTOL[dtype])
+
+
 def test_gradient_is_the_derivative_of_the_mean_loss_over_all_rows(client):
     net = network()
     X, y, w = data("mse", weighted=True)
@@ -290,6 +326,29 @@ def test_fit_reproduces_the_single_process_run_step_for_step(client, make):
         np.testing.assert_allclose(history.train_loss, expected_losses, rtol=1e-11)
         for got, expected in zip(net.weights + [net.alpha], reference.weights + [reference.alpha]):
             np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def test_fit_with_biases_and_vector_outputs_reproduces_the_single_process_run(client):
+    X, _, _ = data("mse")
+    y = vector_targets("softmax_cross_entropy", "labels")
+    net, reference = network_with_biases(outputs=3), network_with_biases(outputs=3)
+    history = md.fit(net, split(X), split(y), loss="softmax_cross_entropy", optimizer=optim.SGD(net, lr=0.5),
+                     epochs=2, batch_size=32, client=client, seed=11)
+    opt, grads, rng, expected_losses = optim.SGD(reference, lr=0.5), reference.new_gradients(batch=1, x=False), \
+        np.random.default_rng(11), []
+    for _ in range(2):
+        order, total = rng.permutation(len(X)), 0.0
+        for start in range(0, len(X), 32):
+            batch = order[start:start + 32]
+            mean, dy = losses.softmax_cross_entropy(reference.forward_batch(X[batch]), y[batch])
+            reference.backward_batch(dy, out=grads)
+            opt.step(grads)
+            total += mean * len(batch)
+        expected_losses.append(total / len(X))
+    np.testing.assert_allclose(history.train_loss, expected_losses, rtol=1e-11)
+    assert history.train_loss[-1] < history.train_loss[0]
+    for (name, got, _), (_, expected, _) in zip(_parameters(net), _parameters(reference)):
+        np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12, err_msg=name)
 
 
 def test_fit_with_lbfgs_minimises_the_full_data_loss(client):
