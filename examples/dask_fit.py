@@ -13,8 +13,6 @@ import argparse
 import logging
 import time
 
-import numpy as np
-
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -44,10 +42,8 @@ def main():
     y = da.sin(X[:, 0]) + X[:, 1] / 2
     X, y = client.persist([X, y])
 
-    rng = np.random.default_rng(1)
-    for name in ("adam", "lbfgs"):
-        net = mlpgrad.MLP([rng.standard_normal((32, 8)) / np.sqrt(8), rng.standard_normal((32, 32)) / np.sqrt(32)],
-                          rng.standard_normal(32) / np.sqrt(32), "tanh")
+    for seed, name in enumerate(("adam", "lbfgs")):
+        net = mlpgrad.MLP.random([8, 32, 32], activation="tanh", seed=seed)  # with biases and an output bias
         before, _ = md.gradient(net, X, y, loss="mse", client=client)
         started = time.perf_counter()
         if name == "adam":
