@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import re
 
 import numpy as np
@@ -211,6 +212,25 @@ def test_a_worker_lost_mid_call_is_retried_by_dask(client, tmp_path):
     assert mean == pytest.approx(expected_mean, rel=1e-12)
     assert_gradients_equal(grads, expected, net, 1e-12)
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it, for the tests that follow
+
+
+def test_the_shipped_network_loads_from_misaligned_buffers():
+    """Dask hands out-of-band pickle buffers out of its message frames at any offset; MLP refuses those."""
+    from mlpgrad.distributed._worker import ShippedNetwork
+
+    net = network_with_biases(outputs=2)
+    buffers = []
+    data = pickle.dumps(ShippedNetwork(net), protocol=5, buffer_callback=buffers.append)
+    misaligned = []
+    for b in buffers:
+        raw = bytearray(b.raw().nbytes + 1)
+        raw[1:] = b.raw()
+        misaligned.append(memoryview(raw)[1:])
+    loaded = pickle.loads(data, buffers=misaligned).net
+    assert loaded.activations == net.activations
+    for (name, got, _), (_, expected, _) in zip(_parameters(loaded), _parameters(net)):
+        assert got.flags.aligned and got.flags.writeable and not np.shares_memory(got, expected)
+        np.testing.assert_array_equal(got, expected, err_msg=name)
 
 
 # ----------------------------------------------------------------------------- errors
