@@ -3,7 +3,8 @@
 # it installs what it needs, then:
 #   1. checks that tests/data/oracle_vectors.txt is what python/mlpgrad/reference.py computes today;
 #   2. for g++ and clang++: builds the C++ tests and runs them with ctest, once normally and once under
-#      AddressSanitizer + UndefinedBehaviorSanitizer, always with -Wall -Wextra -Wpedantic -Werror;
+#      AddressSanitizer + UndefinedBehaviorSanitizer, always with -Wall -Wextra -Wpedantic -Werror; and the
+#      tests that run threads once more under ThreadSanitizer (clang++);
 #   3. builds the tests (and the benchmark) once more with -DMLPGRAD_PORTABLE=ON (no -march=native) and
 #      runs the tests;
 #   4. installs mlpgrad into a temporary prefix, moves it (the package must be relocatable), then builds
@@ -100,6 +101,17 @@ test_variant g++ g++ Release "$WARNINGS"
 test_variant g++-asan-ubsan g++ Debug "$WARNINGS $SANITIZERS" "${UNITY[@]}"
 test_variant clang++ clang++ Release "$WARNINGS" "${UNITY[@]}"
 test_variant clang++-asan-ubsan clang++ Debug "$WARNINGS $SANITIZERS" "${UNITY[@]}"
+
+# ThreadSanitizer on the tests that run threads (the pool, the GEMM and the batch passes on it, concurrent
+# callers). Only those: TSan slows everything 5-15x and the single-threaded tests tell it nothing. -O1, so the
+# threads overlap in time as they do in a Release build.
+section "tests: clang++-tsan (thread tests)"
+TSAN_DIR=$WORK/tests-clang++-tsan
+configure "$TSAN_DIR" "$ROOT" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+  -DCMAKE_CXX_FLAGS="$WARNINGS -fsanitize=thread -O1" -DMLPGRAD_BUILD_TESTS=ON "${UNITY[@]}"
+"$CMAKE" --build "$TSAN_DIR" -j "$JOBS" --target mlpgrad_tests
+TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} "$TSAN_DIR/cpp/tests/mlpgrad_tests" \
+  --gtest_brief=1 --gtest_filter='*Thread*:*Pool*:*Reentrancy*:*Concurrent*:BatchThreads*'
 
 # ---- 3. MLPGRAD_PORTABLE=ON: no -march flag anywhere; the default build has -march=native (if supported).
 # This build also compiles (not runs) the benchmark in cpp/bench, so it stays warning-free.

@@ -171,7 +171,7 @@ def test_nan_inf_batch_follow_ieee(dtype, where, acts):
 
 
 @pytest.mark.xfail(strict=True, reason=(
-    "core: the batch backward (batch.hpp: batch_outer_product / transpose_matmul GEMMs) multiplies every "
+    "core: the batch backward (batch.hpp: the packed GEMM products ∂W = ∂U Zᵀ and ∂Z = Wᵀ ∂U) multiplies every "
     "dU[i, b], also the exact zeros of off units, so 0 * Inf/NaN in a W row or in z^{t-1} gives NaN in dW and "
     "dX where the single-example path (kernels.hpp outer_product_and_transpose_matvec_accumulate skips rows "
     "with du_i == 0) gives the documented exact 0"))

@@ -12,6 +12,7 @@
 #include "register_gradients.hpp"
 #include "register_mlp.hpp"
 #include "register_optim.hpp"
+#include "register_threads.hpp"
 
 // Sub-interpreters are refused (ImportError) before pybind11 runs: on CPython 3.11 its module init deadlocks
 // in one (PyGILState_Ensure takes the main interpreter's thread state, whose GIL this thread already holds),
@@ -32,6 +33,7 @@ PYBIND11_MODULE(_core, m) {
     register_gradients(m);
     register_mlp(m);
     register_optim(m);
+    register_threads(m);
 }
 #undef PyInit__core
 

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "checks.hpp"
+#include "threads.hpp"
 #include "conversions.hpp"
 #include "gil.hpp"
 #include "gradients_object.hpp"
@@ -343,14 +344,15 @@ py::object MLP::batch_impl(Model<T>& m, py::handle X_obj, py::handle dy_obj, py:
     if (!forward && (!tape.recorded() || tape.batch() != B))
         throw std::runtime_error("this thread's batch tape changed during backward_batch() (a callback ran "
                                  "forward_batch); call backward_batch() again");
+    const auto pool = batch_pool();  // (with the GIL, which guards the pool's state; held until the pass ends)
     {
         MaybeReleaseGil gil(work(B));
         if (forward)
             mlpgrad::forward_batch(m.net, mlpgrad::MatrixView<const T>{X->data(), B, m.net.width(0)}, tape,
-                                   mlpgrad::MatrixView<T>{yhat->mutable_data(), B, n_out});
+                                   mlpgrad::MatrixView<T>{yhat->mutable_data(), B, n_out}, pool.get());
         if (g)
             mlpgrad::unchecked::backward_batch(m.net, tape, mlpgrad::MatrixView<const T>{dy.data(), B, n_out},
-                                               g->template views<T>().batch);
+                                               g->template views<T>().batch, pool.get());
     }
     if (call == BatchCall::forward) return std::move(*yhat);
     if (call == BatchCall::backward) return out;

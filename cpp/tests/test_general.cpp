@@ -58,57 +58,6 @@ void check_general_finite_differences(OwnedNet<T> onet, std::uint64_t seed) {
     EXPECT_EQ(to_vector(lean.x()), to_vector(g.x()));
 }
 
-// Σ over single examples (accumulated in double) against the batch, full and parameter-only.
-template <class T>
-void check_general_batch(const OwnedNet<T>& onet, std::size_t B, std::uint64_t seed) {
-    const auto net = onet.network();
-    const std::size_t K0 = net.width(0), m = net.outputs(), T_ = net.depth();
-    Random rng(seed);
-    const std::vector<T> X = random_vector<T>(rng, B * K0), dY = random_vector<T>(rng, B * m, 2.0);
-    mlpgrad::BatchTape<T> batch_tape;
-    std::vector<T> Yhat(B * m);
-    mlpgrad::BatchGradients<T> gb(net, B), params(net);
-    mlpgrad::forward_batch(net, MatrixView<const T>(X.data(), B, K0), batch_tape, MatrixView<T>(Yhat.data(), B, m));
-    mlpgrad::backward_batch(net, batch_tape, MatrixView<const T>(dY.data(), B, m), gb.view());
-    mlpgrad::backward_batch(net, batch_tape, MatrixView<const T>(dY.data(), B, m), params.view());
-
-    std::vector<double> yhat, dalpha(net.alpha().size), dbeta(m), dX;
-    std::vector<std::vector<double>> dW(T_), db(T_);
-    for (std::size_t t = 0; t < T_; ++t) dW[t].assign(net.weight(t).size(), 0.0), db[t].assign(net.width(t + 1), 0.0);
-    mlpgrad::Tape<T> tape;
-    mlpgrad::Gradients<T> g(net, false);
-    std::vector<T> y(m);
-    for (std::size_t b = 0; b < B; ++b) {
-        mlpgrad::value_and_grad(net, {X.data() + b * K0, K0}, tape, {dY.data() + b * m, m}, g.view(), mview(y));
-        yhat.insert(yhat.end(), y.begin(), y.end());
-        for (std::size_t t = 0; t < T_; ++t) {
-            for (std::size_t i = 0; i < dW[t].size(); ++i) dW[t][i] += g.weights(t).data[i];
-            if (net.has_biases())
-                for (std::size_t i = 0; i < db[t].size(); ++i) db[t][i] += g.bias(t)[i];
-        }
-        for (std::size_t k = 0; k < dalpha.size(); ++k) dalpha[k] += g.alpha()[k];
-        if (net.has_output_bias())
-            for (std::size_t j = 0; j < m; ++j) dbeta[j] += g.output_bias()[j];
-        dX.insert(dX.end(), g.x().begin(), g.x().end());
-    }
-    const double tol = 4 * Tolerance<T>::value;
-    EXPECT_TRUE(all_close(Yhat, yhat, tol)) << "yhat";
-    EXPECT_TRUE(all_close(to_vector(gb.x()), dX, tol)) << "dX";
-    for (const auto* out : {&gb.view(), &params.view()}) {
-        for (std::size_t t = 0; t < T_; ++t) {
-            EXPECT_TRUE(all_close(to_vector(out->weights[t]), dW[t], tol)) << "dW" << t;
-            if (net.has_biases()) {
-                EXPECT_TRUE(all_close(to_vector(out->biases[t]), db[t], tol)) << "db" << t;
-            }
-        }
-        EXPECT_TRUE(all_close(to_vector(out->alpha), dalpha, tol)) << "dalpha";
-        if (net.has_output_bias()) {
-            EXPECT_TRUE(all_close(to_vector(out->output_bias), dbeta, tol)) << "dbeta";
-        }
-    }
-    EXPECT_FALSE(params.view().has_input_gradient());
-}
-
 struct GeneralShape {
     std::vector<std::size_t> widths;
     std::size_t outputs;

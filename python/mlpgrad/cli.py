@@ -151,7 +151,7 @@ def _add_bench(subparsers):
     p.add_argument("--markdown", metavar="FILE", help="also write the tables as Markdown")
     p.add_argument("--threads", type=_positive_int, default=1,
                    help="threads of the peers: BLAS/OpenMP (threadpoolctl), torch.set_num_threads, XLA "
-                   "flags (default: 1; mlpgrad itself is single-threaded)")
+                   "flags, and mlpgrad.set_num_threads for mlpgrad's batch calls (default: 1)")
     p.add_argument("--peers", type=_choice_list([n for n in PEERS if n != "mlpgrad"], "peers"),
                    help="comma-separated peers to compare with (default: all of "
                    f"{','.join(n for n in PEERS if n != 'mlpgrad')})")

@@ -1,5 +1,6 @@
 // The hand-written loops. Single example: matvec (+σ) and the fused outer-product / transpose-matvec of
-// the backward pass. Batch: small GEMM micro-kernels over feature-major tapes. Every inner loop runs over
+// the backward pass. Batch: a small GEMM for the thin products of the output layer (the layers' products run
+// on the packed GEMM in gemm/), and the DAG's elementwise helpers. Every inner loop runs over
 // contiguous memory, and each keeps a block of outputs in registers so that one load of W serves several
 // rows or examples. Summation order is fixed for a given build, so results are reproducible.
 #pragma once
@@ -135,28 +136,6 @@ void hadamard_derivative(const T* dz, const T* u, const T* z, T* du, std::size_t
     for (std::size_t k = 0; k < n; ++k) du[k] = dz[k] * activation_traits<A>::derivative(u[k], z[k]);
 }
 
-// The same for a (rows × cols) matrix, and row_sums[k] = Σ_j du[k][j] formed in the same pass (the batch's
-// bias gradient Σ_b ∂U[k, b]), blocked like every other sum (see block_length).
-template <Activation A, class T>
-void hadamard_derivative_and_row_sums(const T* dz, const T* u, const T* z, T* du, std::size_t rows, std::size_t cols,
-                                      T* row_sums) {
-    const std::size_t block = block_length(cols);
-    for (std::size_t k = 0; k < rows; ++k) {
-        const std::size_t o = k * cols;
-        T total = T(0);
-        for (std::size_t j0 = 0; j0 < cols; j0 += block) {
-            const std::size_t j1 = std::min(cols, j0 + block);
-            T partial = T(0);
-            for (std::size_t j = j0; j < j1; ++j) {
-                du[o + j] = dz[o + j] * activation_traits<A>::derivative(u[o + j], z[o + j]);
-                partial += du[o + j];
-            }
-            total += partial;
-        }
-        row_sums[k] = total;
-    }
-}
-
 // For R rows: dw[r] = g[r] z (outer product rows) and dz += Σ_r g[r] w[r] (transpose-matvec), in one pass
 // that loads z and dz once for all R rows.
 template <std::size_t R, class T>
@@ -236,8 +215,8 @@ void outer_product_and_transpose_matvec_accumulate(MatrixView<const T> W, const 
     }
 }
 
-// ---- Batch kernels. Batch tapes are feature-major: row k of a (K × B) matrix holds unit k for all B
-// examples, so the inner loops run over examples, contiguously.
+// ---- Thin batch products (ŷ = αᵀ Z^T, ∂α = Z^T dY, ∂β). Batch tapes are feature-major: row k of a (K × B)
+// matrix holds unit k for all B examples, so the inner loops run over examples, contiguously.
 
 // A strided view of a matrix operand: element (r, k) is at data[r * row_stride + k * step]. It lets one
 // micro-kernel compute both W Z (row_stride = K_in, step = 1) and Wᵀ dU (row_stride = 1, step = K_in).
@@ -329,32 +308,8 @@ void gemm(Operand<T> A, std::size_t rows, MatrixView<const T> X, std::size_t dep
     }
 }
 
-// U = W Z_in + b 1ᵀ, Z_out = σ(U) for (K_in × B) Z_in; bias may be null (no bias).
-template <Activation A, class T>
-void matmul_activate(MatrixView<const detail::nondeduced<T>> W, MatrixView<const detail::nondeduced<T>> Z_in,
-                     const detail::nondeduced<T>* bias, MatrixView<T> U, MatrixView<T> Z_out) {
-    gemm(Operand<T>{W.data, W.cols, 1}, W.rows, Z_in, W.cols, U);
-    add_bias_and_activate<A>(U.data, bias, Z_out.data, U.rows, U.cols);
-}
-
-// dZ_prev = Wᵀ dU (overwritten): Wᵀ is read in place, four of its rows (four columns of W, adjacent in
-// memory) per block.
-template <class T>
-void transpose_matmul(MatrixView<const detail::nondeduced<T>> W, MatrixView<const detail::nondeduced<T>> dU,
-                      MatrixView<T> dZ_prev) {
-    gemm(Operand<T>{W.data, 1, W.cols}, W.cols, dU, W.rows, dZ_prev);
-}
-
-// dW = dU Z_prevᵀ, the outer products of the batch summed (overwritten), from Z_prevᵀ (B × K_in): the
-// same register-blocked kernel as the forward pass, with dU broadcast and rows of Z_prevᵀ streamed.
-template <class T>
-void batch_outer_product(MatrixView<const detail::nondeduced<T>> dU,
-                         MatrixView<const detail::nondeduced<T>> Z_prev_transposed, MatrixView<T> dW) {
-    gemm(Operand<T>{dU.data, dU.cols, 1}, dU.rows, Z_prev_transposed, dU.cols, dW);
-}
-
-// out (cols × rows) = inᵀ for a (rows × cols) matrix: between the feature-major tape and example-major
-// operands (X in, dX out, Z_prev for dW). In 8 × 8 tiles, so that both sides touch few cache lines.
+// out (cols × rows) = inᵀ for a (rows × cols) matrix: between the DAG's feature-major batch tape and its
+// example-major X and ∂X. In 8 × 8 tiles, so that both sides touch few cache lines.
 template <class T>
 void transpose(MatrixView<const detail::nondeduced<T>> in, MatrixView<T> out) {
     constexpr std::size_t tile = 8;

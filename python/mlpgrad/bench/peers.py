@@ -348,20 +348,26 @@ def configure_xla_threads(threads: Optional[int]) -> str:
 
 @contextlib.contextmanager
 def thread_limits(threads: Optional[int]):
-    """Pin the BLAS and OpenMP pools of every loaded library (threadpoolctl) and PyTorch's intra-op pool, if
-    PyTorch is loaded, to ``threads`` for the duration of the block (``None``: leave every default alone)."""
+    """Pin mlpgrad's batch threads (``mlpgrad.set_num_threads``), the BLAS and OpenMP pools of every loaded
+    library (threadpoolctl) and PyTorch's intra-op pool, if PyTorch is loaded, to ``threads`` for the duration
+    of the block (``None``: leave every default alone)."""
     from threadpoolctl import threadpool_limits
+
+    import mlpgrad
 
     if threads is None:
         yield
         return
     torch = sys.modules.get("torch")
     before = torch.get_num_threads() if torch is not None else None
+    mlpgrad_before = mlpgrad.get_num_threads()
     with threadpool_limits(limits=threads):
         if torch is not None:
             torch.set_num_threads(threads)
+        mlpgrad.set_num_threads(threads)
         try:
             yield
         finally:
+            mlpgrad.set_num_threads(mlpgrad_before)
             if torch is not None:
                 torch.set_num_threads(before)

@@ -14,7 +14,7 @@ XLA reads its thread flags once, when JAX starts, so each thread setting runs in
 
 Speed is reported as GFLOP/s, 2 flops per multiply-add of the matrix products done (forward W z and αᵀ z^T,
 backward ∂W, ∂α and ∂Z, ∂X where computed; the elementwise σ, σ' and dy αᵀ are not counted), and as a fraction
-of a peak measured in the same run by :func:`fma_peak`, the one place to swap in a real FMA-peak probe.
+of a peak measured in the same run by :func:`fma_peak` (the core's FMA probe).
 """
 from __future__ import annotations
 
@@ -121,40 +121,21 @@ class Peak:
     gflops: float        # GFLOP/s
 
 
-#: Products timed by each peak probe; it runs before and after the cells, and the best of all is the peak (on a
+#: Runs timed by each peak probe; it runs before and after the cells, and the best of all is the peak (on a
 #: shared machine a single probe may fall in a busy moment).
 PEAK_REPEATS = 5
 
 
-def _blas_pool() -> dict:
-    from threadpoolctl import threadpool_info
-
-    return next((p for p in threadpool_info() if p.get("user_api") == "blas"), {})
-
-
-def _gemm_peak(dtype: str, threads: Optional[int], n: int = 2048, repeats: int = PEAK_REPEATS) -> Peak:
-    """NumPy's BLAS (OpenBLAS) on an n³ matrix product: a lower bound of the FMA peak, which OpenBLAS nearly
-    reaches on large matrices. Runs inside the caller's thread limits."""
-    rng = np.random.default_rng(0)
-    a, b = (rng.standard_normal((n, n)).astype(dtype) for _ in range(2))
-    c = np.empty((n, n), dtype)
-    np.matmul(a, b, out=c)  # warm-up: first touch of c, BLAS threads started
-    ns = math.inf
-    for _ in range(repeats):  # the best single product: a peak is what the machine can do, not what it did busy
-        t0 = time.perf_counter_ns()
-        np.matmul(a, b, out=c)
-        ns = min(ns, time.perf_counter_ns() - t0)
-    pool = _blas_pool()
-    blas = {"openblas": "OpenBLAS", "mkl": "MKL", "blis": "BLIS"}.get(pool.get("internal_api"), "BLAS")
-    used = pool.get("num_threads")
-    what = "1 thread" if threads == 1 else f"{threads} threads" if threads else f"default threads ({used})"
-    return Peak(f"{blas} {'d' if dtype == 'float64' else 's'}gemm {n}³, {what}", 2 * n**3 / ns)
-
-
 def fma_peak(dtype: str, threads: Optional[int]) -> Peak:
-    """The peak the GFLOP/s are compared with. Today a proxy, OpenBLAS's large matrix product; a real FMA-peak
-    probe of the core replaces it here."""
-    return _gemm_peak(dtype, threads)
+    """The peak the GFLOP/s are compared with: the core's own FMA probe (independent vector FMA chains on one
+    thread, mlpgrad/gemm/peak.hpp), times the threads mlpgrad's batch calls use in this setting (the cores
+    of this machine are alike). Runs inside the caller's thread limits."""
+    from .. import _core, get_num_threads
+
+    n = get_num_threads()
+    one = _core._fma_peak_gflops(dtype, 20.0, PEAK_REPEATS)
+    what = "1 thread" if n == 1 else f"1 thread × {n} ({'' if threads else 'default '}threads of mlpgrad)"
+    return Peak(f"FMA probe ({'float' if dtype == 'float32' else 'double'} vector FMA chains), {what}", n * one)
 
 
 # ----------------------------------------------------------------------------- the peers

@@ -6,9 +6,11 @@
 // product are finished by different threads at once).
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
 
 #include "../activations.hpp"
+#include "../kernels.hpp"
 #include "../simd.hpp"
 #include "../views.hpp"
 #include "blocking.hpp"
@@ -62,19 +64,51 @@ struct BiasActivation {
 
 // The backward step ∂ŷ/∂u^t = ∂ŷ/∂z^t ∘ σ'(u^t) on a batch, fused into ∂Z = Wᵀ ∂U of the layer above:
 // C (∂Z) becomes ∂U = C ∘ σ'(U), with U and Z = σ(U) from the tape (same shape as C).
+//
+// With row_partials, it also sums each row of ∂U for the bias gradient ∂ŷ/∂b^t = Σ_b ∂ŷ/∂u^t_b, without
+// a pass of its own: the sum of row i over the nr columns of tile column c goes to row_partials[i ·
+// partials_per_row + c] (partials_per_row = ⌈N / nr⌉), and sum_row_partials() adds them up afterwards. Each
+// partial has a fixed place, so the sums do not depend on which thread finished which tile.
 template <Activation A, class T>
 struct TimesDerivative {
     MatrixView<const T> U, Z;
+    T* row_partials = nullptr;
+    std::size_t partials_per_row = 0;
 
     void operator()(MatrixView<T> C, std::size_t row, std::size_t col, std::size_t m, std::size_t n) const {
+        constexpr std::size_t NR = RegisterBlock<T>::nr;
         for (std::size_t i = row; i < row + m; ++i) {
             T* d = C.row(i) + col;
             const T* u = U.row(i) + col;
             const T* z = Z.row(i) + col;
             for (std::size_t j = 0; j < n; ++j) d[j] *= activation_traits<A>::derivative(u[j], z[j]);
+            if (row_partials == nullptr) continue;
+            // col is a multiple of nr (a tile), or 0 with n = N (a product with K = 0).
+            for (std::size_t j0 = 0; j0 < n; j0 += NR) {
+                T sum = T(0);
+                for (std::size_t j = j0; j < std::min(n, j0 + NR); ++j) sum += d[j];
+                row_partials[i * partials_per_row + (col + j0) / NR] = sum;
+            }
         }
     }
 };
+
+// sums[i] = Σ_c partials[i · per_row + c], in order and blocked like every other sum (kernels::block_length):
+// with the partials of nr terms each, a row of N values passes through at most nr + 16·√(N / nr) roundings.
+template <class T>
+void sum_row_partials(const T* partials, std::size_t rows, std::size_t per_row, T* sums) {
+    const std::size_t block = kernels::block_length(per_row);
+    for (std::size_t i = 0; i < rows; ++i) {
+        const T* p = partials + i * per_row;
+        T total = T(0);
+        for (std::size_t c0 = 0; c0 < per_row; c0 += block) {
+            T partial = T(0);
+            for (std::size_t c = c0; c < std::min(per_row, c0 + block); ++c) partial += p[c];
+            total += partial;
+        }
+        sums[i] = total;
+    }
+}
 
 }  // namespace gemm
 }  // namespace mlpgrad

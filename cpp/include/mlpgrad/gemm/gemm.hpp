@@ -220,6 +220,47 @@ void require_operands(const Operand<T>& A, const Operand<T>& B, const MatrixView
 
 }  // namespace detail
 
+namespace detail {
+
+// What multiply() decides before it computes: the blocking, whether A is packed, the grid of parts, and the
+// packing buffers of one part (each a whole number of cache lines; one slot per part).
+struct Plan {
+    Blocking b;
+    bool pack_a = false;
+    Grid grid;
+    std::size_t a_size = 0, b_size = 0;
+    std::size_t parts() const { return grid.pm * grid.pn; }
+    std::size_t workspace() const { return parts() * (a_size + b_size); }
+};
+
+template <class T>
+Plan plan(const Operand<T>& A, std::size_t N, const Settings<T>& settings) {
+    const std::size_t M = A.rows, K = A.cols;
+    Plan p;
+    p.b = usable(settings.blocking, RegisterBlock<T>::mr, RegisterBlock<T>::nr);
+    if (M == 0 || N == 0 || K == 0) return p;
+    const Blocking& b = p.b;
+    p.pack_a = N >= (A.row_stride == 1 && A.col_stride != 1 ? settings.pack_a_transposed_min_columns
+                                                              : settings.pack_a_min_columns);
+    const std::size_t threads = settings.pool ? settings.pool->size() : 1;
+    p.grid = choose_grid(M, N, K, p.pack_a, threads, settings.min_flops_per_thread, b, 2 * RegisterBlock<T>::vector);
+    const std::size_t kc = DepthBlocks(K, b.kc).length(0), line = std::max<std::size_t>(1, 64 / sizeof(T));
+    const std::size_t rows = ceil_div(ceil_div(M, b.mr), p.grid.pm) * b.mr;
+    const std::size_t cols = ceil_div(ceil_div(N, b.nr), p.grid.pn) * b.nr;
+    p.a_size = p.pack_a ? ceil_div(std::min(b.mc, rows) * kc, line) * line : 0;
+    p.b_size = ceil_div(std::min(b.nc, cols) * kc, line) * line;
+    return p;
+}
+
+}  // namespace detail
+
+// Elements of Workspace that multiply(A, B, C, ..., settings) needs for A (M × K) and N columns of B: a
+// caller that reserves them first knows that the product will not allocate (nor throw std::bad_alloc).
+template <class T>
+std::size_t workspace_size(const Operand<T>& A, std::size_t N, const Settings<T>& settings = {}) {
+    return detail::plan(A, N, settings).workspace();
+}
+
 // C (M × N, row-major) = A B (update = overwrite) or C + A B (accumulate), A of M × K and B of K × N strided
 // operands; then epilogue(C, row, col, m, n) on every final region of C. C must not overlap A or B.
 // Throws std::invalid_argument (shapes, before any write), std::bad_alloc (buffers, before any write).
@@ -229,35 +270,23 @@ void multiply(Operand<T> A, Operand<T> B, MatrixView<T> C, Update update = Updat
     detail::require_operands(A, B, C);
     const std::size_t M = C.rows, N = C.cols, K = A.cols;
     if (M == 0 || N == 0) return;
-    const Blocking b = detail::usable(settings.blocking, RegisterBlock<T>::mr, RegisterBlock<T>::nr);
     if (K == 0) {
         if (update == Update::overwrite) std::fill(C.data, C.data + C.size(), T(0));
         epilogue(C, 0, 0, M, N);
         return;
     }
-    const bool pack_a =
-        N >= (A.row_stride == 1 && A.col_stride != 1 ? settings.pack_a_transposed_min_columns : settings.pack_a_min_columns);
-    const std::size_t threads = settings.pool ? settings.pool->size() : 1;
-    const detail::Grid grid = detail::choose_grid(M, N, K, pack_a, threads, settings.min_flops_per_thread, b,
-                                                  2 * RegisterBlock<T>::vector);
-    const std::size_t parts = grid.pm * grid.pn;
-
-    // Buffers for the largest part, one slot per part, each a whole number of cache lines.
-    const std::size_t kc = DepthBlocks(K, b.kc).length(0), line = std::max<std::size_t>(1, 64 / sizeof(T));
-    const std::size_t rows = detail::ceil_div(detail::ceil_div(M, b.mr), grid.pm) * b.mr;
-    const std::size_t cols = detail::ceil_div(detail::ceil_div(N, b.nr), grid.pn) * b.nr;
-    const std::size_t a_size = pack_a ? detail::ceil_div(std::min(b.mc, rows) * kc, line) * line : 0;
-    const std::size_t b_size = detail::ceil_div(std::min(b.nc, cols) * kc, line) * line;
+    const detail::Plan p = detail::plan(A, N, settings);
     Workspace<T> local;
     Workspace<T>& workspace = settings.workspace ? *settings.workspace : local;
-    T* buffers = workspace.reserve(parts * (a_size + b_size));
+    T* buffers = workspace.reserve(p.workspace());
 
     auto run_part = [&](std::size_t i) {
-        T* slot = buffers + i * (a_size + b_size);
-        detail::multiply_part(A, B, C, update, epilogue, b, pack_a, grid.part(i, M, N, b), slot, slot + a_size);
+        T* slot = buffers + i * (p.a_size + p.b_size);
+        detail::multiply_part(A, B, C, update, epilogue, p.b, p.pack_a, p.grid.part(i, M, N, p.b), slot,
+                              slot + p.a_size);
     };
-    if (parts > 1)
-        settings.pool->run(parts, run_part);
+    if (p.parts() > 1)
+        settings.pool->run(p.parts(), run_part);
     else
         run_part(0);
 }
