@@ -34,8 +34,7 @@ def main():
         cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None,
                                silence_logs=logging.ERROR)
         client = Client(cluster)
-    if hasattr(mlpgrad, "set_num_threads"):  # one mlpgrad thread per worker thread on a shared machine
-        client.run(mlpgrad.set_num_threads, 1)
+    client.register_plugin(md.NumThreads(1))  # one mlpgrad thread per worker process: 2 processes, 2 cores
 
     # The data is made where it will be used; with files, e.g. dask.dataframe.read_parquet(...).to_dask_array().
     X = da.random.default_rng(0).uniform(-2, 2, (args.rows, 8), chunks=(-(-args.rows // args.partitions), -1))

@@ -48,16 +48,6 @@ def network(features, hidden, dtype):
     return mlpgrad.MLP(weights, (rng.standard_normal(widths[-1]) / np.sqrt(widths[-1])).astype(dtype), "relu")
 
 
-def one_mlpgrad_thread(client=None):
-    """Pins mlpgrad's batch threads to 1 (here and on every worker) when the build has set_num_threads."""
-    import mlpgrad
-
-    if hasattr(mlpgrad, "set_num_threads"):
-        mlpgrad.set_num_threads(1)
-        if client is not None:
-            client.run(mlpgrad.set_num_threads, 1)
-
-
 def busiest_worker_compute(stream) -> float:
     """The largest total compute time of one worker thread in a task stream (Dask's get_task_stream data)."""
     busy = {}
@@ -88,6 +78,7 @@ def main():
     import dask.array as da
     from dask.distributed import Client, LocalCluster, get_task_stream
 
+    import mlpgrad
     from mlpgrad import losses
     from mlpgrad import distributed as md
     from mlpgrad.distributed import _worker
@@ -101,7 +92,8 @@ def main():
         cluster = LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True,
                                dashboard_address=None, silence_logs=logging.ERROR)
         client = Client(cluster)
-    one_mlpgrad_thread(client)
+    client.register_plugin(md.NumThreads(1))  # one mlpgrad thread per worker process
+    all_threads = mlpgrad.get_num_threads()     # this process's default: the CPUs it may run on
     net = network(args.features, hidden, dtype)
     rows_per_partition = -(-args.rows // args.partitions)
     X = da.random.default_rng(1).standard_normal((args.rows, args.features), chunks=(rows_per_partition, -1),
@@ -114,16 +106,18 @@ def main():
     def on_cluster():
         return md.gradient(net, X, y, loss="mse", client=client)
 
-    def in_process():
+    def in_process(threads):
+        mlpgrad.set_num_threads(threads)
         return _worker._sums(net, X_local, y_local, None, None, losses.mse)
 
     distributed_loss, _ = on_cluster()
-    local = in_process()
+    local = in_process(1)
     assert math.isclose(distributed_loss, local.loss / local.weight, rel_tol=1e-5), (distributed_loss, local.loss)
 
-    cluster_times, local_times, shares, partition_times, add_times = [], [], [], [], []
-    for _ in range(args.repeats):  # interleaved, so that the machine's load hits both alike
-        local_times.append(median_time(in_process, 1))
+    cluster_times, local_times, threaded_times, shares, partition_times, add_times = [], [], [], [], [], []
+    for _ in range(args.repeats):  # interleaved, so that the machine's load hits all alike
+        local_times.append(median_time(lambda: in_process(1), 1))
+        threaded_times.append(median_time(lambda: in_process(all_threads), 1))
         with get_task_stream(client) as stream:
             cluster_times.append(median_time(on_cluster, 1))
         shares.append(1 - busiest_worker_compute(stream.data) / cluster_times[-1])
@@ -149,7 +143,10 @@ def main():
     print(f"network {args.features}-{args.hidden.replace(',', '-')}-1 relu {dtype}, {args.rows:,} rows in "
           f"{args.partitions} partitions of {rows_per_partition:,}, medians of {args.repeats}")
     print(f"one local process (1 thread): {local_median * 1e3:9.1f} ms ({per_row_local * 1e9:.0f} ns per row)")
-    print(f"LocalCluster gradient:        {cluster_median * 1e3:9.1f} ms   ratio {cluster_median / local_median:.2f}x")
+    threaded_median = statistics.median(threaded_times)
+    print(f"one local process ({all_threads} threads): {threaded_median * 1e3:8.1f} ms")
+    print(f"LocalCluster gradient:        {cluster_median * 1e3:9.1f} ms   ratio {cluster_median / local_median:.2f}x "
+          f"(1 thread), {cluster_median / threaded_median:.2f}x ({all_threads} threads)")
     print(f"scheduler's share (no worker computing): {statistics.median(shares):.1%} of the cluster's wall time")
     print(f"per partition task: {statistics.median(partition_times) * 1e3:.1f} ms ({per_row_worker * 1e9:.0f} ns per "
           f"row on a worker); one reduction add: {statistics.median(add_times) * 1e3:.2f} ms")

@@ -31,6 +31,7 @@ def client():
                                   silence_logs=logging.CRITICAL) as cluster:
         c = distributed.Client(cluster)  # not `with Client(...)`: that would pin it as the current client
         try:
+            c.register_plugin(md.NumThreads(1))  # 2 processes x 1 thread on this 2-core machine
             yield c
         finally:
             c.close()
@@ -212,6 +213,7 @@ def test_a_worker_lost_mid_call_is_retried_by_dask(client, tmp_path):
     assert mean == pytest.approx(expected_mean, rel=1e-12)
     assert_gradients_equal(grads, expected, net, 1e-12)
     client.wait_for_workers(2, timeout=60)  # the nanny restarts it, for the tests that follow
+    assert set(client.run(mlpgrad.get_num_threads).values()) == {1}  # NumThreads reaches the new worker too
 
 
 def test_the_shipped_network_loads_from_misaligned_buffers():
@@ -231,6 +233,20 @@ def test_the_shipped_network_loads_from_misaligned_buffers():
     for (name, got, _), (_, expected, _) in zip(_parameters(loaded), _parameters(net)):
         assert got.flags.aligned and got.flags.writeable and not np.shares_memory(got, expected)
         np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
+def test_num_threads_sets_mlpgrads_threads_on_every_worker(client):
+    assert set(client.run(mlpgrad.get_num_threads).values()) == {1}  # the fixture's plugin
+    try:
+        client.register_plugin(md.NumThreads(2))
+        assert set(client.run(mlpgrad.get_num_threads).values()) == {2}
+    finally:
+        client.register_plugin(md.NumThreads(1))
+    assert set(client.run(mlpgrad.get_num_threads).values()) == {1}
+    with pytest.raises(ValueError, match="n must be >= 1, got 0"):
+        md.NumThreads(0)
+    with pytest.raises(TypeError, match="n must be an int, got str"):
+        md.NumThreads("2")
 
 
 # ----------------------------------------------------------------------------- errors

@@ -5,7 +5,9 @@ lives:
 
 * ``gradient(net, X, y, *, loss="mse", sample_weight=None, client=None) -> (loss, Gradients)``;
 * ``fit(net, X, y, *, loss, optimizer="adam", epochs, batch_size, client=None, seed=None, progress=None)
-  -> History``.
+  -> History``;
+* ``NumThreads(n)``, a worker plugin: ``client.register_plugin(NumThreads(n))`` runs
+  ``mlpgrad.set_num_threads(n)`` on every worker, present and future.
 
 One gradient costs one scatter of the network's arrays to every worker (once per call, not per task), one
 task per partition on the worker that holds it (batch passes through ``forward_batch``/``backward_batch``
@@ -21,5 +23,6 @@ except ImportError as e:  # pragma: no cover - exercised only without the extra
 
 from ._fit import fit
 from ._gradient import gradient
+from ._threads import NumThreads
 
-__all__ = ["gradient", "fit"]
+__all__ = ["gradient", "fit", "NumThreads"]
