@@ -427,6 +427,8 @@ def test_fit_refuses_bad_arguments(client):
         md.fit(net, Xd, yd, loss="mse", epochs=0, batch_size=8, client=client)
     with pytest.raises(TypeError, match="batch_size must be an int, got float"):
         md.fit(net, Xd, yd, loss="mse", epochs=1, batch_size=8.0, client=client)
+    with pytest.raises(TypeError, match="progress must be None, True or False, got str"):
+        md.fit(net, Xd, yd, loss="mse", epochs=1, batch_size=8, client=client, progress="yes")
 
 
 def test_the_readme_example_runs(client):

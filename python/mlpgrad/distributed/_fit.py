@@ -119,6 +119,8 @@ def fit(net, X, y, *, loss, optimizer="adam", epochs: int, batch_size: Optional[
     client = resolve_client(client)
     loss = loss_function(loss)
     epochs = _count("epochs", epochs)
+    if progress is not None and not isinstance(progress, (bool, np.bool_)):
+        raise TypeError(f"progress must be None, True or False, got {type(progress).__name__}")
     opt = _optimizer(net, optimizer)
     if opt is None and batch_size is not None:
         raise ValueError(f"batch_size must be None with optimizer=\"lbfgs\" (full-data gradients), got {batch_size}")
