@@ -57,6 +57,28 @@ def test_bit_identical_for_1_to_4_threads(restore_threads, dtype, shape):
         assert batch_results(net, X, dy) == serial, f"{n} threads differ from one"
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+def test_bit_identical_with_biases_and_vector_outputs(restore_threads, dtype):
+    widths, B, m = (65, 257, 63), 517, 3
+    rng = np.random.default_rng(20)
+    weights = [(rng.standard_normal((k1, k0)) / np.sqrt(k0)).astype(dtype) for k0, k1 in zip(widths, widths[1:])]
+    biases = [rng.standard_normal(k).astype(dtype) for k in widths[1:]]
+    net = mlpgrad.MLP(weights, rng.standard_normal((widths[-1], m)).astype(dtype), "tanh", biases=biases,
+                      output_bias=rng.standard_normal(m).astype(dtype))
+    X = rng.standard_normal((B, widths[0])).astype(dtype)
+    dy = rng.standard_normal((B, m)).astype(dtype)
+
+    def run():
+        yhat, g = net.value_and_grad_batch(X, dy)
+        return [a.tobytes() for a in [yhat, g.x, g.alpha, g.output_bias, *g.weights, *g.biases]]
+
+    mlpgrad.set_num_threads(1)
+    serial = run()
+    for n in (2, 3, 4):
+        mlpgrad.set_num_threads(n)
+        assert run() == serial, f"{n} threads differ from one"
+
+
 @pytest.mark.parametrize("n", [1, 2, 7, np.int64(3), mlpgrad._core._MAX_THREADS])
 def test_set_and_get(restore_threads, n):
     mlpgrad.set_num_threads(n)

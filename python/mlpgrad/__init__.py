@@ -4,7 +4,8 @@ A header-only C++ core (``cpp/include/mlpgrad``) bound to NumPy without copies: 
 weight arrays, writes gradients into caller arrays (``Gradients``) and releases the GIL while it computes.
 ``mlpgrad.reference`` is the pure-Python oracle the core is tested against. ``mlpgrad.losses`` holds the
 training losses (each returns the mean loss and dy for the batch backward pass), ``mlpgrad.optim`` the
-optimisers (SGD, Adam) that update a network's arrays in place. Batch calls run on
+optimisers (SGD, Adam) that update a network's arrays in place, ``mlpgrad.fit`` (``mlpgrad.train``) the
+mini-batch training loop that uses both. Batch calls run on
 ``get_num_threads()`` threads (``set_num_threads(n)``; at import ``MLPGRAD_NUM_THREADS``, else the CPUs this
 process may run on), with results that do not depend on the thread count.
 """
@@ -13,8 +14,9 @@ process may run on), with results that do not depend on the thread count.
 # which cannot be loaded twice in one process.
 from ._core import ACTIVATIONS, MLP, Gradients, __version__, get_num_threads, set_num_threads  # noqa: I001
 from . import _threads, losses, optim
+from .train import fit
 
 _threads.configure()
 
-__all__ = ["ACTIVATIONS", "MLP", "Gradients", "__version__", "get_num_threads", "losses", "optim",
+__all__ = ["ACTIVATIONS", "MLP", "Gradients", "__version__", "fit", "get_num_threads", "losses", "optim",
            "set_num_threads"]

@@ -14,7 +14,10 @@ against central finite differences, and times the core against the NumPy peer
 ``bench`` times mlpgrad against every installed peer on a grid of sizes (:mod:`mlpgrad.bench.command`:
 NumPy, the oracle, PyTorch, JAX; gradients checked first), with ``--targets`` measures the performance
 floors of the core (:mod:`mlpgrad.bench.targets`), with ``--training-step`` times one training step of
-mini-batch networks (:mod:`mlpgrad.bench.training_step`).
+mini-batch networks (:mod:`mlpgrad.bench.training_step`), with ``--train`` compares mlpgrad.sklearn's
+estimators with scikit-learn's and a PyTorch loop (:mod:`mlpgrad.bench.train`).
+
+``train`` trains a network on a built-in task or the user's data (:mod:`mlpgrad.train_command`).
 """
 from __future__ import annotations
 
@@ -140,6 +143,10 @@ def _add_bench(subparsers):
                    help="time one training step (value and gradient of Σ_b ŷ_b, ReLU, no biases) of the networks "
                    "of issue 10 instead, with and without ∂x, peers at their default threads and on one thread, "
                    "in GFLOP/s and as a fraction of a peak measured in the same run")
+    p.add_argument("--train", action="store_true",
+                   help="fit mlpgrad.sklearn's estimators and scikit-learn's (and a PyTorch loop) with the same "
+                   "parameters on scikit-learn's bundled datasets, one thread: fit time and test error; and the "
+                   "cost of biases in a training step (needs pip install 'mlpgrad[sklearn]')")
     p.add_argument("--networks", type=_network_list, metavar="K0-...-1,...",
                    help="with --training-step: the networks' widths, ending in 1 (default: 784-256-256-1,"
                    "64-64-64-64-1,256-256-256-256-256-1)")
@@ -171,8 +178,19 @@ def _add_bench(subparsers):
 
 
 def _check_bench(args, parser):
-    if args.targets and args.training_step:
-        parser.error("--targets and --training-step: choose one")
+    modes = [name for name, on in (("--targets", args.targets), ("--training-step", args.training_step),
+                                   ("--train", args.train)) if on]
+    if len(modes) > 1:
+        parser.error(f"{' and '.join(modes)}: choose one")
+    if args.train:
+        grid_only = {"--plot": args.plot, "--peers": args.peers, "--widths": args.widths, "--depths": args.depths,
+                     "--batch-sizes": args.batch_sizes, "--dtypes": args.dtypes, "--run-ms": args.run_ms,
+                     "--threads": args.threads != 1, "--activation": args.activation != "relu",
+                     "--networks": args.networks}
+        given = [name for name, value in grid_only.items() if value not in (None, False)]
+        if given:
+            parser.error(f"{', '.join(given)}: not applicable with --train (fixed cases on one thread)")
+        return
     if args.training_step:
         square_grid_only = {"--plot": args.plot, "--widths": args.widths, "--depths": args.depths,
                             "--threads": args.threads != 1, "--activation": args.activation != "relu",
@@ -197,7 +215,13 @@ def _check_bench(args, parser):
         parser.error(f"--run-ms: expected a positive number, got {args.run_ms:g}")
 
 
-_SUBCOMMANDS = [_add_demo, _add_bench]
+def _add_train(subparsers):
+    from .train_command import add_parser
+
+    add_parser(subparsers, _positive_int, _int_list)
+
+
+_SUBCOMMANDS = [_add_demo, _add_bench, _add_train]
 
 
 def build_parser():
@@ -377,6 +401,10 @@ def _demo(args, console) -> int:
 
 # ----------------------------------------------------------------------------- bench
 def _bench(args, console) -> int:
+    if args.train:
+        from .bench.train import run_command
+
+        return run_command(args, console)
     if args.training_step:
         from .bench.training_report import run_command
 

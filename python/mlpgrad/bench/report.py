@@ -146,7 +146,7 @@ def _footer(run: GridRun, markup: bool) -> list:
     load = f"; load average {m['load_average'][0]:g}" if m["load_average"] else ""
     lines.append(esc(f"Measured {datetime.date.today().isoformat()} on {m['cpu']}, {m['cores']} cores{load}, "
                      f"{m['platform']}; {libs}; NumPy's BLAS: {m['blas']}; peers pinned to {s['threads']} "
-                     f"thread{'s' if s['threads'] != 1 else ''} (mlpgrad is single-threaded)."))
+                     f"thread{'s' if s['threads'] != 1 else ''} (and so are mlpgrad's batch calls)."))
     lines += [esc(note) for note in run.notes]
     return lines
 

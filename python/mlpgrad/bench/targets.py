@@ -15,7 +15,8 @@ import numpy as np
 import mlpgrad
 
 from ..numpy_backprop import NumpyMLP
-from .timing import copy_bandwidth, one_blas_thread, time_side_by_side
+from .peers import thread_limits
+from .timing import copy_bandwidth, time_side_by_side
 
 
 @dataclass
@@ -64,7 +65,7 @@ def run_targets(repeats: int = 7, quick: bool = False, progress=None) -> list[Ta
     before each case."""
     step = progress or (lambda _description: None)
     results: list[TargetResult] = []
-    with one_blas_thread():
+    with thread_limits(1):  # NumPy's BLAS and mlpgrad's batch calls on one thread each
         for K, target in ((16, 30.0), (64, 10.0), (256, 2.0)):
             step(f"K={K}, T=4 vs NumPy")
             ours, numpy_call = _single(K, 4)

@@ -65,7 +65,8 @@ def _footer(result: TrainingStepRun, markup: bool) -> list:
     if any(ms["mlpgrad"].computes_x and not c.input_grad for run in result.settings for c, ms in run.results):
         lines.append(f"†: {MLPGRAD_COMPUTES_X}: its time includes that "
                      "product, and so do its GFLOP/s; the peers skip it.")
-    lines.append("mlpgrad is single-threaded: it runs the same way in both tables.")
+    lines.append("mlpgrad's batch calls run on mlpgrad.get_num_threads() threads at the default setting and on one "
+                 "when pinned (set_num_threads(1)); the peak is the core's one-thread FMA probe times those threads.")
     for run in result.settings:
         for cell, ms in run.results:
             for name, m in ms.items():

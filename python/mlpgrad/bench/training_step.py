@@ -153,7 +153,7 @@ def _sum_result(problem: Problem, yhat, weights, alpha, x) -> Result:
 
 
 class MlpgradStep(MlpgradPeer):
-    description = "mlpgrad.MLP.value_and_grad_batch(X, dy=1, out=g): the C++ core (single-threaded)"
+    description = "mlpgrad.MLP.value_and_grad_batch(X, dy=1, out=g): the C++ core on mlpgrad.get_num_threads() threads"
 
     def bind(self, problem):
         import mlpgrad
