@@ -89,9 +89,9 @@ def test_gradient_equals_the_local_gradient(client, dtype, loss_name, weighted):
     assert_gradients_equal(grads, expected, net, RTOL[dtype])
 
 
-def network_with_biases(dtype=np.float64, outputs=None, seed=0):
+def network_with_biases(dtype=np.float64, outputs=None, seed=0, inputs=3):
     """Biases and an output bias (random, not MLP.random's zeros); m outputs when ``outputs`` is given."""
-    net = mlpgrad.MLP.random([3, 8, 5], activation="tanh", outputs=outputs, dtype=dtype, seed=seed)
+    net = mlpgrad.MLP.random([inputs, 8, 5], activation="tanh", outputs=outputs, dtype=dtype, seed=seed)
     rng = np.random.default_rng(seed + 1)
     for b in net.biases + [net.output_bias]:
         b[...] = rng.standard_normal(b.shape)
@@ -245,7 +245,7 @@ def test_num_threads_sets_mlpgrads_threads_on_every_worker(client):
     assert set(client.run(mlpgrad.get_num_threads).values()) == {1}
     with pytest.raises(ValueError, match="n must be >= 1, got 0"):
         md.NumThreads(0)
-    with pytest.raises(TypeError, match="n must be an int, got str"):
+    with pytest.raises(TypeError, match="n must be an integer, got str"):
         md.NumThreads("2")
 
 
@@ -270,7 +270,7 @@ def test_bad_arguments_are_refused_on_the_driver(client):
         md.gradient(net, X, split(y), client=client)
     with pytest.raises(ValueError, match=r"X has shape \(100, 2\) but the network expects \(B, 3\)"):
         md.gradient(net, split(X[:, :2]), split(y), client=client)
-    with pytest.raises(ValueError, match="loss 'hinge' is not a known loss"):
+    with pytest.raises(ValueError, match="loss 'hinge' is not a loss mlpgrad knows"):
         md.gradient(net, split(X), split(y), loss="hinge", client=client)
     with pytest.raises(TypeError, match="client must be a dask.distributed.Client, got str"):
         md.gradient(net, split(X), split(y), client="tcp://localhost:8786")
@@ -364,6 +364,21 @@ def test_fit_reproduces_the_single_process_run_step_for_step(client, make):
             np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
 
 
+@pytest.mark.parametrize("make", [lambda net: optim.SGD(net, lr=0.1, momentum=0.9),
+                                  lambda net: optim.Adam(net, lr=0.01)], ids=["sgd", "adam"])
+def test_fit_is_mlpgrad_fit_with_the_same_seed(client, make):
+    """mlpgrad.fit(shuffle=True, seed=s) draws its batches as the distributed fit does: the same run."""
+    X, y = sine()
+    net, reference = network_with_biases(inputs=1), network_with_biases(inputs=1)
+    history = md.fit(net, split(X), split(y), loss="mse", optimizer=make(net), epochs=3, batch_size=16,
+                     client=client, seed=5)
+    expected = mlpgrad.fit(reference, X, y, loss="mse", optimizer=make(reference), epochs=3, batch_size=16,
+                           seed=5, progress=False)
+    np.testing.assert_allclose(history.train_loss, expected.train_loss, rtol=1e-11)
+    for (name, got, _), (_, want, _) in zip(_parameters(net), _parameters(reference)):
+        np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
 def test_fit_with_biases_and_vector_outputs_reproduces_the_single_process_run(client):
     X, _, _ = data("mse")
     y = vector_targets("softmax_cross_entropy", "labels")
@@ -425,7 +440,7 @@ def test_fit_refuses_bad_arguments(client):
         md.fit(net, Xd, yd, loss="mse", epochs=1, client=client)
     with pytest.raises(ValueError, match="epochs must be >= 1, got 0"):
         md.fit(net, Xd, yd, loss="mse", epochs=0, batch_size=8, client=client)
-    with pytest.raises(TypeError, match="batch_size must be an int, got float"):
+    with pytest.raises(TypeError, match="batch_size must be an integer, got float"):
         md.fit(net, Xd, yd, loss="mse", epochs=1, batch_size=8.0, client=client)
     with pytest.raises(TypeError, match="progress must be None, True or False, got str"):
         md.fit(net, Xd, yd, loss="mse", epochs=1, batch_size=8, client=client, progress="yes")

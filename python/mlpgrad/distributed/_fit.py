@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numbers
 import sys
 import time
 from typing import List, Optional
@@ -13,18 +12,11 @@ from .. import optim
 from ..history import History
 from ..optim import _parameters
 from ._data import Partitions
-from ._gradient import cluster_sums, finish, loss_function, resolve_client
+from ..train import _positive_int, resolve_loss
+from ._gradient import cluster_sums, finish, resolve_client
 
 #: The learning rate of ``optimizer="sgd"`` (``"adam"`` takes Adam's default, 1e-3).
 SGD_LR = 0.01
-
-
-def _count(name: str, value) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name} must be >= 1, got {value}")
-    return int(value)
 
 
 def _optimizer(net, optimizer):
@@ -95,7 +87,7 @@ def fit(net, X, y, *, loss, optimizer="adam", epochs: int, batch_size: Optional[
     (the last one may be short). Each partition computes the sums of its rows of the batch, the sums are added
     on the workers, and the driver takes one optimiser step with the batch's mean-loss gradient, then ships the
     new weights with the next step's tasks. So the run is, to rounding, the single-process loop over the same
-    batches in the same order::
+    batches in the same order (``mlpgrad.fit``'s batches with the same seed)::
 
         for batch in batches:                                   # as drawn above
             mean, dy = loss(net.forward_batch(X[batch]), y[batch])
@@ -117,8 +109,8 @@ def fit(net, X, y, *, loss, optimizer="adam", epochs: int, batch_size: Optional[
     """
     started = time.perf_counter()
     client = resolve_client(client)
-    loss = loss_function(loss)
-    epochs = _count("epochs", epochs)
+    loss = resolve_loss(loss)
+    epochs = _positive_int("epochs", epochs)
     if progress is not None and not isinstance(progress, (bool, np.bool_)):
         raise TypeError(f"progress must be None, True or False, got {type(progress).__name__}")
     opt = _optimizer(net, optimizer)
@@ -127,7 +119,7 @@ def fit(net, X, y, *, loss, optimizer="adam", epochs: int, batch_size: Optional[
     if opt is not None:
         if batch_size is None:
             raise TypeError("fit() needs batch_size (an int >= 1) with SGD and Adam")
-        batch_size = _count("batch_size", batch_size)
+        batch_size = _positive_int("batch_size", batch_size)
     data = Partitions(net, X, y, need_sizes=opt is not None)
     data.persist(client)
     history = History()

@@ -8,30 +8,14 @@ import numpy as np
 from dask import delayed
 from dask.distributed import Client, default_client
 
-from .. import losses
 from .._core import Gradients
 from ..optim import _parameters
 from ._data import Partitions
+from ..train import resolve_loss
 from ._worker import ShippedNetwork, Sums, add, partition_sums
 
 #: Partial sums added per node of the reduction tree: P partitions take ⌈log_8 P⌉ levels of additions.
 FANIN = 8
-
-_LOSSES = {"mse": losses.mse, "logistic": losses.logistic, "softmax_cross_entropy": losses.softmax_cross_entropy}
-
-
-def loss_function(loss) -> Callable:
-    """A loss name from mlpgrad.losses, or a callable (yhat, y, *, sample_weight) -> (mean loss, dy)."""
-    if isinstance(loss, str):
-        try:
-            return _LOSSES[loss]
-        except KeyError:
-            raise ValueError(f"loss {loss!r} is not a known loss; expected one of {sorted(_LOSSES)} or a callable "
-                             "(yhat, y, *, sample_weight) -> (loss, dy)") from None
-    if not callable(loss):
-        raise TypeError(f"loss must be a name ({', '.join(sorted(_LOSSES))}) or a callable, got {type(loss).__name__}")
-    return loss
-
 
 def resolve_client(client) -> Client:
     if client is None:
@@ -102,5 +86,5 @@ def gradient(net, X, y, *, loss="mse", sample_weight=None, client=None) -> Tuple
     with the partition's index and rows. See the package docstring for the cost.
     """
     client = resolve_client(client)
-    loss = loss_function(loss)
+    loss = resolve_loss(loss)
     return finish(net, cluster_sums(client, net, Partitions(net, X, y, sample_weight), loss))

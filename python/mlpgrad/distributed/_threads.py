@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dask.distributed import WorkerPlugin
 
-from ._fit import _count
+from ..train import _positive_int
 
 
 class NumThreads(WorkerPlugin):
@@ -18,7 +18,7 @@ class NumThreads(WorkerPlugin):
     name = "mlpgrad-num-threads"  # one setting per cluster: registering again replaces it
 
     def __init__(self, n: int) -> None:
-        self.n = _count("n", n)
+        self.n = _positive_int("n", n)
 
     def setup(self, worker) -> None:
         import mlpgrad
