@@ -7,7 +7,8 @@ training losses (each returns the mean loss and dy for the batch backward pass),
 optimisers (SGD, Adam) that update a network's arrays in place, ``mlpgrad.fit`` (``mlpgrad.train``) the
 mini-batch training loop that uses both. Batch calls run on
 ``get_num_threads()`` threads (``set_num_threads(n)``; at import ``MLPGRAD_NUM_THREADS``, else the CPUs this
-process may run on), with results that do not depend on the thread count.
+process may run on), with results that do not depend on the thread count. ``mlpgrad.distributed`` (the
+``mlpgrad[distributed]`` extra, imported on its own) computes gradients and trains on Dask partitions.
 """
 
 # _core first: in a sub-interpreter it refuses to load (ImportError) before losses and optim import NumPy,
