@@ -8,7 +8,8 @@ optimisers (SGD, Adam) that update a network's arrays in place, ``mlpgrad.fit`` 
 mini-batch training loop that uses both. ``DAG`` is backpropagation on any directed acyclic graph (skip
 connections, sparse or evolved topologies) with the same zero-copy rules. Batch calls run on
 ``get_num_threads()`` threads (``set_num_threads(n)``; at import ``MLPGRAD_NUM_THREADS``, else the CPUs this
-process may run on), with results that do not depend on the thread count.
+process may run on), with results that do not depend on the thread count. ``mlpgrad.distributed`` (the
+``mlpgrad[distributed]`` extra, imported on its own) computes gradients and trains on Dask partitions.
 """
 
 # _core first: in a sub-interpreter it refuses to load (ImportError) before losses and optim import NumPy,
