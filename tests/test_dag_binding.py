@@ -539,6 +539,24 @@ def test_pickle_round_trip(protocol):
         pickle.dumps(d.new_gradients(), protocol=protocol)
 
 
+def test_pickle_loads_from_misaligned_out_of_band_buffers():
+    """Dask hands out-of-band buffers (pickle protocol 5) at any offset of its frames; such arrays are copied."""
+    rng = np.random.default_rng(12)
+    g = make_case(rng, CASES[7], np.float64)
+    d = g.dag()
+    buffers = []
+    data = pickle.dumps(d, protocol=5, buffer_callback=buffers.append)
+    assert buffers
+    moved = []
+    for b in buffers:
+        raw = bytearray(b.raw().nbytes + 1)
+        raw[1:] = b.raw()
+        moved.append(memoryview(raw)[1:])
+    e = pickle.loads(data, buffers=moved)
+    x = rng.standard_normal(g.n_inputs)
+    assert e.forward(x) == d.forward(x) and e.weights.flags.aligned
+
+
 def test_objects_refuse_to_be_mixed_or_reinitialised():
     lines = run_in_child("""
         d = mlpgrad.DAG(2, [0, 1], [2, 2], np.ones(2), [2], np.ones(1))

@@ -44,6 +44,36 @@ def test_pickles_of_every_protocol_round_trip(rng, case):
     same_network(shallow, net)
 
 
+def loads_from_out_of_band_buffers(obj, offset):
+    """pickle protocol 5 with each out-of-band buffer moved to `offset` bytes into a fresh buffer, as Dask's
+    message frames deliver them; returns the unpickled object and the buffers it was given."""
+    buffers = []
+    data = pickle.dumps(obj, protocol=5, buffer_callback=buffers.append)
+    moved = []
+    for b in buffers:
+        raw = bytearray(b.raw().nbytes + offset)
+        raw[offset:] = b.raw()
+        moved.append(memoryview(raw)[offset:])
+    assert moved, "the arrays went in-band: the test would test nothing"
+    return pickle.loads(data, buffers=moved), moved
+
+
+@pytest.mark.parametrize("case", PICKLE_CASES, ids=str)
+def test_pickles_load_from_misaligned_out_of_band_buffers(rng, case):
+    net = case.build(rng)
+    again, _ = loads_from_out_of_band_buffers(net, offset=1)
+    same_network(again, net)
+    assert all(p.flags.aligned for p in parameter_arrays(again))
+
+
+def test_aligned_out_of_band_buffers_are_viewed_not_copied(rng):
+    net = PICKLE_CASES[0].build(rng)
+    again, buffers = loads_from_out_of_band_buffers(net, offset=0)
+    same_network(again, net)
+    viewed = [np.frombuffer(b, dtype=np.uint8) for b in buffers]
+    assert all(any(np.shares_memory(p, v) for v in viewed) for p in parameter_arrays(again))
+
+
 @pytest.mark.parametrize("case", PICKLE_CASES, ids=str)
 def test_state_format_version_2(rng, case):
     net = case.build(rng)

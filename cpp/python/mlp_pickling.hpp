@@ -67,7 +67,7 @@ inline PyObject* mlp_setstate(PyObject* self, PyObject* const* args, Py_ssize_t 
         if (!PyTuple_Check(state.ptr()))
             throw py::type_error("MLP.__setstate__() argument state must be a tuple (format version, weights, alpha, "
                                  "activation names[, biases, output_bias]), got " + type_name(state));
-        auto item = [&](Py_ssize_t i) { return py::reinterpret_borrow<py::object>(PyTuple_GET_ITEM(state.ptr(), i)); };
+        auto item = [&](Py_ssize_t i) { return aligned_state_item(PyTuple_GET_ITEM(state.ptr(), i)); };
         construct_in_place<MLP>(self, "MLP.__setstate__", [&] {
             if (require_format_version(state) == 1) return MLP(item(1), item(2), item(3));
             return MLP(item(1), item(2), item(3), item(4), item(5));

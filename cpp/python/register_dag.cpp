@@ -114,8 +114,12 @@ PyObject* dag_setstate(PyObject* self, PyObject* const* args, Py_ssize_t nargs, 
             throw py::value_error("unsupported mlpgrad.DAG pickle state: format version " + text_of(version) +
                                   "; expected format version 1");
         construct_in_place<DAG>(self, "DAG.__setstate__", [&] {
+            std::array<py::object, 8> held;  // (aligned_state_item: arrays from out-of-band buffers)
             std::array<PyObject*, 8> items;
-            for (std::size_t i = 0; i < 8; ++i) items[i] = PyTuple_GET_ITEM(state, static_cast<Py_ssize_t>(i + 1));
+            for (std::size_t i = 0; i < 8; ++i) {
+                held[i] = aligned_state_item(PyTuple_GET_ITEM(state, static_cast<Py_ssize_t>(i + 1)));
+                items[i] = held[i].ptr();
+            }
             return build_dag(items.data());
         });
         return py::none();
