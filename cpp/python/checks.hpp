@@ -146,4 +146,20 @@ inline void require_disjoint(const std::vector<NamedArray>& outputs, const std::
     }
 }
 
+// Per call, just before the core writes into out= arrays: refuses any that the caller has reallocated,
+// reshaped or made read-only since `owner` (e.g. "this Gradients") was made, when the views point into
+// their old buffers. guards[i] (ArrayGuard) watches named()[i]; named() runs only when one has changed, so the
+// usual call allocates nothing.
+template <class Guards, class Named>
+void require_outputs_unchanged(const Guards& guards, const Named& named, const char* owner, const char* remedy) {
+    for (std::size_t i = 0; i < guards.size(); ++i) {
+        if (guards[i].unchanged()) continue;
+        const NamedArray changed = named()[i];
+        if (guards[i].only_made_read_only()) require_writeable(changed.array, changed.name);  // throws
+        throw py::value_error(changed.name + " was resized or reallocated after " + owner +
+                              " was made (its buffer, shape, dtype or layout changed); make new gradients with " +
+                              remedy);
+    }
+}
+
 }  // namespace mlpgrad_python

@@ -112,16 +112,10 @@ class DagGradientsObject {
         return out;
     }
 
-    // Per call, just before the core writes: refuses arrays reallocated, reshaped or made read-only since.
+    // Per call, just before the core writes (checks.hpp).
     void require_unchanged() const {
-        for (std::size_t i = 0; i < guards_.size(); ++i) {
-            if (guards_[i].unchanged()) continue;
-            const NamedArray changed = named_arrays()[i];
-            if (guards_[i].only_made_read_only()) require_writeable(changed.array, changed.name);  // throws
-            throw py::value_error(changed.name +
-                                  " was resized or reallocated after this DAGGradients was made (its buffer, shape, "
-                                  "dtype or layout changed); make new gradients with dag.new_gradients()");
-        }
+        require_outputs_unchanged(
+            guards_, [this] { return named_arrays(); }, "this DAGGradients", "dag.new_gradients()");
     }
 
     bool overlaps(const ByteRange& r) const {

@@ -126,17 +126,10 @@ class GradientsObject {
         return out;
     }
 
-    // Per call, just before the core writes: refuses arrays that the caller has reallocated, reshaped or made
-    // read-only since construction (the views point into their old buffers). No allocation unless one was.
+    // Per call, just before the core writes (checks.hpp).
     void require_unchanged() const {
-        for (std::size_t i = 0; i < guards_.size(); ++i) {
-            if (guards_[i].unchanged()) continue;
-            const NamedArray changed = named_arrays()[i];
-            if (guards_[i].only_made_read_only()) require_writeable(changed.array, changed.name);  // throws
-            throw py::value_error(changed.name +
-                                  " was resized or reallocated after this Gradients was made (its buffer, shape, "
-                                  "dtype or layout changed); make new gradients with net.new_gradients()");
-        }
+        require_outputs_unchanged(
+            guards_, [this] { return named_arrays(); }, "this Gradients", "net.new_gradients()");
     }
 
     // Whether `r` overlaps one of these arrays: O(1) and allocation-free when `r` lies outside their

@@ -20,11 +20,6 @@ inline constexpr long pickle_format_version = 2;  // the newest; version 1 is st
 // Filled in at module import (register_mlp.cpp): MLP's own __reduce__, to tell whether a subclass overrides it.
 inline PyObject* mlp_reduce_descriptor = nullptr;
 
-inline py::handle copyreg_newobj() {
-    static py::handle f = py::object(py::module_::import("copyreg").attr("__newobj__")).release();  // leaked on purpose
-    return f;
-}
-
 inline FastSignature<0> getstate_sig{"MLP.__getstate__", {}, 0, 0};
 inline FastSignature<1> setstate_sig{"MLP.__setstate__", {"state"}, 1, 1};
 
@@ -76,13 +71,9 @@ inline PyObject* mlp_setstate(PyObject* self, PyObject* const* args, Py_ssize_t 
     });
 }
 
-// (copyreg.__newobj__, (type(self),), self.__getstate__()): what object.__reduce_ex__(2) gives.
 inline py::object mlp_reduction(PyObject* self) {
     self_of<MLP>(self);  // TypeError for an uninitialised instance, before anything else
-    auto state = py::reinterpret_steal<py::object>(PyObject_CallMethod(self, "__getstate__", nullptr));
-    if (!state) throw py::error_already_set();
-    return py::make_tuple(copyreg_newobj(), py::make_tuple(py::handle(reinterpret_cast<PyObject*>(Py_TYPE(self)))),
-                          state);
+    return newobj_reduction(self);
 }
 
 inline PyObject* mlp_reduce(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
@@ -94,20 +85,10 @@ inline PyObject* mlp_reduce(PyObject* self, PyObject* const* args, Py_ssize_t na
 }
 
 inline PyObject* mlp_reduce_ex(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-    return fast_call([&]() -> py::object {
+    return fast_call([&] {
         std::array<PyObject*, 1> a;
         reduce_ex_sig.parse(args, nargs, kwnames, a);
-        require_protocol(a[0]);
-        // As object.__reduce_ex__ does: a subclass's own __reduce__ takes precedence.
-        auto reduce = py::reinterpret_steal<py::object>(
-            PyObject_GetAttrString(reinterpret_cast<PyObject*>(Py_TYPE(self)), "__reduce__"));
-        if (!reduce) throw py::error_already_set();
-        if (reduce.ptr() != mlp_reduce_descriptor) {
-            auto result = py::reinterpret_steal<py::object>(PyObject_CallMethod(self, "__reduce__", nullptr));
-            if (!result) throw py::error_already_set();
-            return result;
-        }
-        return mlp_reduction(self);
+        return reduce_ex(self, a[0], mlp_reduce_descriptor, [&] { return mlp_reduction(self); });
     });
 }
 

@@ -22,6 +22,36 @@ inline void require_protocol(PyObject* protocol) {
         throw py::type_error("__reduce_ex__() argument protocol must be an int, got " + type_name(protocol));
 }
 
+inline py::handle copyreg_newobj() {
+    static py::handle f = py::object(py::module_::import("copyreg").attr("__newobj__")).release();  // leaked on purpose
+    return f;
+}
+
+// (copyreg.__newobj__, (type(self),), self.__getstate__()): what object.__reduce_ex__(2) gives. The caller
+// checks first that self is initialised.
+inline py::object newobj_reduction(PyObject* self) {
+    auto state = py::reinterpret_steal<py::object>(PyObject_CallMethod(self, "__getstate__", nullptr));
+    if (!state) throw py::error_already_set();
+    return py::make_tuple(copyreg_newobj(), py::make_tuple(py::handle(reinterpret_cast<PyObject*>(Py_TYPE(self)))),
+                          state);
+}
+
+// __reduce_ex__(protocol) as object.__reduce_ex__ does it: a subclass's own __reduce__ takes precedence over
+// the class's (`own_reduce`, its descriptor); otherwise `reduction()`, the same for every protocol.
+template <class Reduction>
+py::object reduce_ex(PyObject* self, PyObject* protocol, PyObject* own_reduce, Reduction&& reduction) {
+    require_protocol(protocol);
+    auto reduce = py::reinterpret_steal<py::object>(
+        PyObject_GetAttrString(reinterpret_cast<PyObject*>(Py_TYPE(self)), "__reduce__"));
+    if (!reduce) throw py::error_already_set();
+    if (reduce.ptr() != own_reduce) {
+        auto result = py::reinterpret_steal<py::object>(PyObject_CallMethod(self, "__reduce__", nullptr));
+        if (!result) throw py::error_already_set();
+        return result;
+    }
+    return reduction();
+}
+
 // A state item as __setstate__ may view it. Arrays restored from out-of-band buffers (pickle protocol 5, as
 // Dask sends them) view those buffers at whatever offset a message frame put them, often not aligned for their
 // dtype; such an array was made by the unpickler, so copying it (only then) into aligned memory loses nobody's

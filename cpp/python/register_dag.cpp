@@ -128,10 +128,7 @@ PyObject* dag_setstate(PyObject* self, PyObject* const* args, Py_ssize_t nargs, 
 
 py::object dag_reduction(PyObject* self) {
     self_of<DAG>(self);  // TypeError for an uninitialised instance, before anything else
-    auto state = py::reinterpret_steal<py::object>(PyObject_CallMethod(self, "__getstate__", nullptr));
-    if (!state) throw py::error_already_set();
-    return py::make_tuple(copyreg_newobj(), py::make_tuple(py::handle(reinterpret_cast<PyObject*>(Py_TYPE(self)))),
-                          state);
+    return newobj_reduction(self);
 }
 
 PyObject* dag_reduce(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
@@ -143,19 +140,10 @@ PyObject* dag_reduce(PyObject* self, PyObject* const* args, Py_ssize_t nargs, Py
 }
 
 PyObject* dag_reduce_ex(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
-    return fast_call([&]() -> py::object {
+    return fast_call([&] {
         std::array<PyObject*, 1> a;
         reduce_ex_sig.parse(args, nargs, kwnames, a);
-        require_protocol(a[0]);
-        auto reduce = py::reinterpret_steal<py::object>(
-            PyObject_GetAttrString(reinterpret_cast<PyObject*>(Py_TYPE(self)), "__reduce__"));
-        if (!reduce) throw py::error_already_set();
-        if (reduce.ptr() != dag_reduce_descriptor) {  // as object.__reduce_ex__: a subclass's __reduce__ wins
-            auto result = py::reinterpret_steal<py::object>(PyObject_CallMethod(self, "__reduce__", nullptr));
-            if (!result) throw py::error_already_set();
-            return result;
-        }
-        return dag_reduction(self);
+        return reduce_ex(self, a[0], dag_reduce_descriptor, [&] { return dag_reduction(self); });
     });
 }
 
