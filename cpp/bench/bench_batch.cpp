@@ -6,11 +6,12 @@
 //
 //   mlpgrad_bench_batch [--nets 64-100,64-64-64-64,32-32,10-100] [--outputs 1,10] [--batches 32,64,200,1000]
 //                       [--dtypes float,double] [--biases 0,1] [--input-gradient 0] [--threads 1]
-//                       [--repeats 7] [--run-ms 10]
+//                       [--repeats 7] [--run-ms 10] [--steps N]
 //
 // A net K_0-K_1-...-K_T has ReLU layers of those widths; --outputs gives m. Each cell is the median over
 // --repeats runs of n steps (n sized so that a run lasts about --run-ms); with a baseline, the runs of the two
-// builds alternate (which one goes first alternates too), so both see the same load.
+// builds alternate (which one goes first alternates too), so both see the same load. --steps N fixes n (no
+// calibration), so that both builds run 3 + repeats · N steps: for instruction counts under valgrind.
 #include "bench_batch_step.hpp"
 #include "bench_timing.hpp"
 
@@ -34,13 +35,14 @@ struct Options {
     std::size_t threads = 1;
     int repeats = 7;
     double run_ms = 10.0;
+    std::size_t steps = 0;  // 0: calibrated from --run-ms
 };
 
 [[noreturn]] void usage(const char* argv0, const std::string& error) {
     if (!error.empty()) std::fprintf(stderr, "%s: error: %s\n", argv0, error.c_str());
     std::fprintf(error.empty() ? stdout : stderr,
                  "usage: %s [--nets K-K-...,...] [--outputs M,...] [--batches B,...] [--dtypes float,double]\n"
-                 "          [--biases 0,1] [--input-gradient 0|1] [--threads N] [--repeats N] [--run-ms MS]\n"
+                 "          [--biases 0,1] [--input-gradient 0|1] [--threads N] [--repeats N] [--run-ms MS] [--steps N]\n"
                  "  Times forward_batch + backward_batch in us per step over the grid (ReLU layers), against the\n"
                  "  baseline headers too when built with MLPGRAD_BENCH_BASELINE_INCLUDE.\n",
                  argv0);
@@ -103,6 +105,8 @@ Options parse(int argc, char** argv) {
             o.threads = natural(argv[0], arg, value, 1);
         } else if (arg == "--repeats") {
             o.repeats = static_cast<int>(natural(argv[0], arg, value, 1));
+        } else if (arg == "--steps") {
+            o.steps = natural(argv[0], arg, value, 1);
         } else if (arg == "--run-ms") {
             char* end = nullptr;
             o.run_ms = std::strtod(value.c_str(), &end);
@@ -158,8 +162,9 @@ int main(int argc, char** argv) {
                         const auto baseline = mlpgrad_bench::make_baseline_step(c);
                         run_ns(*current, 3);  // warm up: first touch of the tape, buffers, pool
                         if (baseline) run_ns(*baseline, 3);
-                        long n = 1;
-                        for (double t = run_ns(*current, n); t < o.run_ms * 1e6; t = run_ns(*current, n))
+                        long n = o.steps ? static_cast<long>(o.steps) : 1;
+                        for (double t = o.steps ? o.run_ms * 1e6 : run_ns(*current, n); t < o.run_ms * 1e6;
+                             t = run_ns(*current, n))
                             n = std::max(2 * n, static_cast<long>(n * 1.2 * o.run_ms * 1e6 / std::max(t, 1.0)));
                         std::vector<double> now, before;
                         for (int r = 0; r < o.repeats; ++r) {
