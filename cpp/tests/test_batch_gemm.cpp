@@ -60,6 +60,30 @@ INSTANTIATE_TEST_SUITE_P(TwoActivations, BatchEdgePaths,
                                             ::testing::Values(Activation::relu, Activation::tanh)),
                          param_name);
 
+// The output layer of m > 1 outputs (batch_output.hpp: Ŷᵀ = αᵀ Z^T, ∂α from rows of Z^T and dYᵀ, dYᵀ into the
+// base case) at edge sizes of m, K_T and B: vector tails of the batch and of the dot products, blocks of four
+// rows of dYᵀ and their remainders; and m larger than every width and than B, so that the tape's scratch
+// matrices must make room for Ŷᵀ and dYᵀ.
+TEST_P(BatchEdgePaths, VectorOutputsAtEdgeSizes) {
+    const Activation a = std::get<1>(GetParam());
+    const std::vector<std::size_t> sizes = {1, 2, 5, 7, 15, 17, 63, 65, 127, 129};
+    with_dtype(std::get<0>(GetParam()), [&](auto zero) {
+        using T = decltype(zero);
+        std::uint64_t seed = 500;
+        const std::size_t n = sizes.size();
+        for (std::size_t i = 0; i < n; ++i) {
+            const std::size_t m = sizes[i], K_T = sizes[(i + 3) % n], B = sizes[(i + 6) % n];
+            const std::vector<std::size_t> widths =
+                i % 2 ? std::vector<std::size_t>{sizes[(i + 8) % n], K_T} : std::vector<std::size_t>{7, 5, K_T};
+            SCOPED_TRACE("m = " + std::to_string(m) + ", K_T = " + std::to_string(K_T) + ", B = " + std::to_string(B));
+            check_general_batch(random_general_net<T>(widths, a, seed, m, i % 3 == 0, i % 2 == 0), B, seed + 1);
+            seed += 2;
+        }
+        SCOPED_TRACE("m = 129 > every width and B");
+        check_general_batch(random_general_net<T>({2, 1}, a, seed, 129, true, true), 7, seed + 1);
+    });
+}
+
 // Everything a forward and a full backward pass on `pool` write, flattened for memcmp.
 template <class T>
 std::vector<T> run_pass(const OwnedNet<T>& onet, const std::vector<T>& X, const std::vector<T>& dY, std::size_t B,

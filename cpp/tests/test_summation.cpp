@@ -82,6 +82,31 @@ TEST(Summation, Float32ConstantSignSumsStayWithinTheBound) {
     EXPECT_TRUE(within_bound(dW1[0], a, b, "batch ∂W = Σ_b ∂u_b x_bᵀ"));
 }
 
+// The same bound for m = 2 outputs, whose ŷ = αᵀ z and ∂α = Σ_b z_b dy_bᵀ run on batch_output.hpp's kernels.
+TEST(Summation, Float32VectorOutputSumsStayWithinTheBound) {
+    const std::size_t K = 65536;
+    const std::vector<float> a(K, 0.55f), b(K, 2.0f), ones(K, 1.0f), alpha2(2 * K, 2.0f), ones2(2 * K, 1.0f);
+    mlpgrad::BatchTape<float> batch_tape;
+
+    // ŷ_j = Σ_k α[k, j] z_k over K_T = K, z = W·1 = a
+    const mlpgrad::Network<float> column({{a.data(), K, 1}}, MatrixView<const float>(alpha2.data(), K, 2),
+                                         Activation::identity);
+    std::vector<float> yhat(4);
+    mlpgrad::forward_batch(column, MatrixView<const float>(ones.data(), 2, 1), batch_tape,
+                           MatrixView<float>(yhat.data(), 2, 2));
+    for (float y : yhat) EXPECT_TRUE(within_bound(y, a, b, "batch ŷ = αᵀ Z, m = 2"));
+
+    // a batch of K examples: ∂α[0, j] = Σ_b z_b dy_bj with z_b = b_b, dy = 1
+    const std::vector<float> w = {1.0f}, alpha = {0.55f, 0.55f};
+    const mlpgrad::Network<float> scalar({{w.data(), 1, 1}}, MatrixView<const float>(alpha.data(), 1, 2),
+                                         Activation::identity);
+    std::vector<float> yK(2 * K), dW1(1), dalpha(2);
+    mlpgrad::forward_batch(scalar, MatrixView<const float>(b.data(), K, 1), batch_tape, MatrixView<float>(yK.data(), K, 2));
+    mlpgrad::backward_batch(scalar, batch_tape, MatrixView<const float>(ones2.data(), K, 2),
+                            {{{dW1.data(), 1, 1}}, mview(dalpha), {}});
+    for (float d : dalpha) EXPECT_TRUE(within_bound(d, ones, b, "batch ∂α = Σ_b z_b dy_bᵀ, m = 2"));
+}
+
 // 2^24 followed by ones: a float total in one chain stays at 2^24 (2^24 + 1 rounds back to it), the
 // blocked one loses at most the ones of the first block.
 TEST(Summation, Float32TotalDoesNotStallAt2To24) {

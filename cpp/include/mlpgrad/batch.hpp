@@ -7,6 +7,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "batch_output.hpp"
 #include "gemm/gemm.hpp"
 #include "gradients.hpp"
 #include "kernels.hpp"
@@ -40,7 +41,8 @@ class BatchTape {
             offsets[t + 1] = detail::checked_sum(offsets[t], detail::checked_product(widths[t], batch));
             max_width = std::max(max_width, widths[t]);
         }
-        const std::size_t max_rows = detail::checked_product(max_width, batch);
+        // The scratch matrices also hold Ŷᵀ and dYᵀ (m × B) of the output layer (batch_output.hpp).
+        const std::size_t max_rows = detail::checked_product(std::max(max_width, outputs), batch);
         const std::size_t partials = detail::checked_product(max_width, partials_per_row(batch));
         const std::size_t n = detail::checked_sum(
             detail::checked_sum(detail::checked_product(2, offsets.back()), detail::checked_product(2, max_rows)),
@@ -72,6 +74,10 @@ class BatchTape {
     // Two (K_t × B) scratch matrices for ∂ŷ/∂U of two consecutive layers.
     MatrixView<T> scratch(std::size_t which, std::size_t t) {
         return {storage_.data() + 2 * offsets_.back() + which * max_rows_, widths_[t], batch_};
+    }
+    // An (m × B) scratch matrix for Ŷᵀ or dYᵀ; shares memory with scratch(which, ·).
+    MatrixView<T> scratch_outputs(std::size_t which) {
+        return {storage_.data() + 2 * offsets_.back() + which * max_rows_, outputs_, batch_};
     }
     // Room for the bias gradients' partial row sums (gemm::TimesDerivative): K_t × partials_per_row(B).
     T* row_partials() { return storage_.data() + 2 * offsets_.back() + 2 * max_rows_; }
@@ -171,16 +177,16 @@ void forward_batch(const Network<T>& net, MatrixView<const T> X, BatchTape<T>& t
                            gemm::BiasActivation<decltype(a)::value, T>{bias, tape.Z(t + 1)}, settings);
         });
     }
-    // Ŷ = (Z^T)ᵀ α: for one output ŷᵀ = αᵀ Z^T, a (1 × K_T)(K_T × B) product; for m, (B × K_T)(K_T × m) with
-    // (Z^T)ᵀ read in place (X itself for a network without layers). The blocked GEMM keeps the sum over k
-    // accurate. (A product this thin gains nothing from packing or threads.)
+    // Ŷ = (Z^T)ᵀ α: for one output ŷᵀ = αᵀ Z^T, a (1 × K_T)(K_T × B) product; for m, Ŷᵀ = αᵀ Z^T too, then
+    // transposed (batch_output.hpp); a network without layers reads X as it lies. The blocked GEMM keeps the
+    // sum over k accurate. (A product this thin gains nothing from packing or threads.)
     if (T_ == 0)
         kernels::gemm(kernels::Operand<T>{Z0_transposed.data, K_T, 1}, B, net.alpha_matrix(), K_T, Yhat);
     else if (m == 1)
         kernels::gemm(kernels::Operand<T>{net.alpha().data, 0, 1}, 1, MatrixView<const T>(tape.Z(T_)), K_T,
                       MatrixView<T>(Yhat.data, 1, B));
     else
-        kernels::gemm(kernels::Operand<T>{tape.Z(T_).data, 1, B}, B, net.alpha_matrix(), K_T, Yhat);
+        output_layer::forward(MatrixView<const T>(tape.Z(T_)), net.alpha_matrix(), tape.scratch_outputs(0), Yhat);
     if (net.has_output_bias())
         for (std::size_t b = 0; b < B; ++b)
             for (std::size_t j = 0; j < m; ++j) Yhat.row(b)[j] += net.output_bias()[j];
@@ -207,15 +213,20 @@ void backward_batch(const Network<T>& net, BatchTape<T>& tape, MatrixView<const 
     const gemm::Settings<T> settings = detail::batch_settings(tape, pool);
     detail::reserve_backward(net, B, out.has_input_gradient(), tape, settings);
     const MatrixView<const T> X = tape.X();
+    // dYᵀ (m × B) for m > 1, in the scratch matrix that the base case below does not write.
+    const bool use_dYt = T_ > 0 && m > 1 && B > 0;
+    if (use_dYt) kernels::transpose(dY, tape.scratch_outputs((T_ + 1) % 2));
+    const MatrixView<const T> dYt = use_dYt ? tape.scratch_outputs((T_ + 1) % 2) : MatrixView<T>{};
     if (B == 0) {  // (an empty tape may have no storage: no pointer into it is formed)
         std::fill(out.alpha.data, out.alpha.data + out.alpha.size, T(0));
     } else if (T_ > 0 && m == 1) {
         // ∂/∂α_k = Σ_b dy_b Z^T[k, b]
         const MatrixView<const T> ZT = tape.Z(T_);
         for (std::size_t k = 0; k < K_T; ++k) out.alpha[k] = kernels::dot(dY.data, ZT.row(k), B);
-    } else {  // ∂/∂α = Z^T dY, (K_T × B)(B × m), Z^T read in place (X itself without layers)
-        const kernels::Operand<T> ZT = T_ == 0 ? kernels::Operand<T>{X.data, 1, K_T} : kernels::Operand<T>{tape.Z(T_).data, B, 1};
-        kernels::gemm(ZT, K_T, dY, B, MatrixView<T>(out.alpha.data, K_T, m));
+    } else if (use_dYt) {  // ∂/∂α = Z^T dY, from the rows of Z^T and dYᵀ (batch_output.hpp)
+        output_layer::alpha_gradient(MatrixView<const T>(tape.Z(T_)), dYt, out.alpha.data);
+    } else {  // ∂/∂α = X dY for a network without layers
+        kernels::gemm(kernels::Operand<T>{X.data, 1, K_T}, K_T, dY, B, MatrixView<T>(out.alpha.data, K_T, m));
     }
     if (net.has_output_bias()) {  // ∂/∂β = Σ_b dY[b, :], a (1 × B)(B × m) product with a row of ones
         const T one = T(1);
@@ -240,8 +251,9 @@ void backward_batch(const Network<T>& net, BatchTape<T>& tape, MatrixView<const 
         });
         if (partials) gemm::sum_row_partials(partials, net.width(t), per_row, out.biases[t - 1].data);
     };
-    // Base case: ∂/∂Z^T = α dYᵀ, (K_T × m)(m × B) with dYᵀ read in place, so ∂/∂U^T = (α dYᵀ) ∘ σ'(U^T).
-    times_derivative(T_, gemm::operand(net.alpha_matrix()), gemm::transposed(dY));
+    // Base case: ∂/∂Z^T = α dYᵀ, (K_T × m)(m × B) with dYᵀ read in place (m = 1) or from its transposed copy,
+    // so ∂/∂U^T = (α dYᵀ) ∘ σ'(U^T).
+    times_derivative(T_, gemm::operand(net.alpha_matrix()), use_dYt ? gemm::operand(dYt) : gemm::transposed(dY));
     for (std::size_t t = T_; t >= 1; --t) {
         const MatrixView<const T> dU = dU_of(t);
         // ∂/∂W^t = ∂/∂U^t (Z^{t-1})ᵀ summed over the batch; the packing reads Z^{t-1} transposed (Z^0ᵀ = X as is).
