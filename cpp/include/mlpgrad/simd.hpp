@@ -182,6 +182,16 @@ inline void transpose(Vec<T> (&)[1]) {}
 
 #endif
 
+// Asks for the cache line at p ahead of a write that may also read it (a tile of C in the GEMM micro-kernel):
+// the load of the line then overlaps the work before it. A hint only; nothing on compilers without it.
+inline void prefetch_for_write(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(p, 1, 3);
+#else
+    (void)p;
+#endif
+}
+
 // a·b + c; compilers contract it to one FMA where the target has one (no -ffast-math needed).
 template <class T>
 inline Vec<T> fma(Vec<T> a, Vec<T> b, Vec<T> c) {
