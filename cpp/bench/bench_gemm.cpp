@@ -7,6 +7,9 @@
 //   mlpgrad_bench_gemm --pack-a       A packed against A read in place, against the number of columns
 //   mlpgrad_bench_gemm --dispatch     what a pool run costs on the critical path, with its workers awake
 //                                     and asleep, and the per-thread work that pays for it
+//   mlpgrad_bench_gemm --step         whole batch steps (forward_batch + backward_batch, ReLU, no biases)
+//                                     of 784-256-256-1 and 256×5 at B = 256 and 32: % of peak on one
+//                                     thread, and the speed-up of --threads threads over one
 //
 // Products of a layer with W (K_out × K_in) and a batch of B on feature-major tapes:
 //   forward  U = W Z     (K_out × K_in)·(K_in × B), with the epilogue Z = relu(U)
@@ -14,6 +17,7 @@
 //   dZ       ∂Z = Wᵀ ∂U  (K_in × K_out)·(K_out × B), Wᵀ read in place
 // Each figure is the median over --repeats runs of about --run-ms each (and the best run); the peak is the
 // best of 7 runs of 12 independent FMA chains.
+#include <mlpgrad/batch.hpp>
 #include <mlpgrad/gemm/gemm.hpp>
 #include <mlpgrad/gemm/peak.hpp>
 #include <mlpgrad/parallel/thread_pool.hpp>
@@ -22,6 +26,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -43,13 +48,13 @@ struct Options {
     int repeats = 9;
     double run_ms = 30.0;
     std::size_t threads = 2;
-    enum { products, sweep, pack_a, dispatch } mode = products;
+    enum { products, sweep, pack_a, dispatch, step } mode = products;
 };
 
 [[noreturn]] void usage(const char* argv0, const std::string& error) {
     if (!error.empty()) std::fprintf(stderr, "%s: error: %s\n", argv0, error.c_str());
     std::fprintf(error.empty() ? stdout : stderr,
-                 "usage: %s [--sweep | --pack-a | --dispatch] [--repeats N] [--run-ms MS] [--threads N]\n"
+                 "usage: %s [--sweep | --pack-a | --dispatch | --step] [--repeats N] [--run-ms MS] [--threads N]\n"
                  "  GFLOP/s of mlpgrad's packed GEMM on the products of batch layers, against the FMA peak\n"
                  "  measured in the same run (defaults: --repeats 9 --run-ms 30 --threads 2).\n",
                  argv0);
@@ -67,6 +72,10 @@ Options parse(int argc, char** argv) {
         }
         if (arg == "--pack-a") {
             o.mode = Options::pack_a;
+            continue;
+        }
+        if (arg == "--step") {
+            o.mode = Options::step;
             continue;
         }
         if (arg == "--dispatch") {
@@ -353,6 +362,58 @@ void pack_a(double peak, const Options& o, std::mt19937_64& rng) {
     }
 }
 
+// A whole training step, forward_batch then backward_batch with parameter gradients and ∂X, of a ReLU
+// network without biases: one thread in CPU time (the % of peak; flops = 2 per multiply-add of the 3T - 1
+// layer products, the output layer's thin products not counted), then one thread and o.threads threads
+// alternately in wall-clock time (the speed-up).
+template <class T>
+void step(const Network& shape, std::size_t B, double peak, const Options& o, std::mt19937_64& rng) {
+    const std::vector<std::size_t>& K = shape.widths;
+    std::vector<std::vector<T>> W;
+    std::vector<MatrixView<const T>> views;
+    for (std::size_t t = 0; t + 1 < K.size(); ++t) {
+        W.push_back(random_values<T>(K[t + 1] * K[t], rng));
+        for (auto& w : W.back()) w = static_cast<T>(w / std::sqrt(double(K[t])));
+        views.push_back({W.back().data(), K[t + 1], K[t]});
+    }
+    const std::vector<T> alpha = random_values<T>(K.back(), rng), X = random_values<T>(B * K[0], rng), dy(B, T(1));
+    const mlpgrad::Network<T> net(views, mlpgrad::VectorView<const T>(alpha.data(), alpha.size()),
+                                  mlpgrad::Activation::relu);
+    mlpgrad::BatchTape<T> tape;
+    mlpgrad::BatchGradients<T> grads(net, B);
+    std::vector<T> yhat(B);
+    double flops = 0;
+    for (std::size_t t = 0; t + 1 < K.size(); ++t) flops += 3.0 * 2.0 * double(K[t + 1] * K[t] * B);
+    mlpgrad::parallel::ThreadPool one(1), many(o.threads);
+    auto call = [&](mlpgrad::parallel::ThreadPool* pool) {
+        return [&, pool] {
+            mlpgrad::forward_batch(net, MatrixView<const T>(X.data(), B, K[0]), tape,
+                                   mlpgrad::VectorView<T>(yhat.data(), B), pool);
+            mlpgrad::backward_batch(net, tape, mlpgrad::VectorView<const T>(dy.data(), B), grads.view(), pool);
+        };
+    };
+    const Timing cpu = time_calls(call(nullptr), o, Time::cpu);
+    const double gf = flops / cpu.median_ns;
+    std::printf("%-6s %-13s B=%-4zu step %9.1f us %7.1f GFLOP/s %5.1f %% peak (best %5.1f %%)", dtype_name<T>(),
+                shape.name, B, cpu.median_ns / 1e3, gf, 100 * gf * 1e9 / peak, 100 * flops / cpu.best_ns * 1e9 / peak);
+    if (o.threads >= 2) {
+        Options shorter = o;
+        shorter.repeats = 1;
+        std::vector<double> w1, w2;
+        for (int r = 0; r < o.repeats; ++r) {
+            w1.push_back(time_calls(call(&one), shorter, Time::wall).median_ns);
+            w2.push_back(time_calls(call(&many), shorter, Time::wall).median_ns);
+        }
+        std::sort(w1.begin(), w1.end());
+        std::sort(w2.begin(), w2.end());
+        const double m1 = w1[w1.size() / 2], m2 = w2[w2.size() / 2];
+        std::printf("  wall 1 thread %8.1f us, %zu threads %8.1f us: %4.2fx (best %4.2fx)", m1 / 1e3, o.threads, m2 / 1e3,
+                    m1 / m2, w1.front() / w2.front());
+    }
+    std::printf("\n");
+    std::fflush(stdout);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -370,6 +431,15 @@ int main(int argc, char** argv) {
     }
     if (o.mode == Options::dispatch) {
         dispatch(peak_f, o);
+        return 0;
+    }
+    if (o.mode == Options::step) {
+        const Network nets[] = {{"784-256-256-1", {784, 256, 256}}, {"256x5", {256, 256, 256, 256, 256}}};
+        for (const auto& net : nets)
+            for (std::size_t B : {256, 32}) {
+                step<float>(net, B, peak_f, o, rng);
+                step<double>(net, B, peak_d, o, rng);
+            }
         return 0;
     }
     if (o.mode == Options::pack_a) {

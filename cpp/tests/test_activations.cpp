@@ -2,6 +2,8 @@
 // σ' against finite differences of σ, overflow-free sigmoid/softplus, names.
 #include "test_support.hpp"
 
+#include <cmath>
+#include <cstring>
 #include <limits>
 
 namespace mlpgrad_test {
@@ -96,6 +98,37 @@ TYPED_TEST(ActivationsTyped, SigmoidAndSoftplusDoNotOverflow) {
             EXPECT_TRUE(std::isfinite(activate(a, u))) << mlpgrad::name(a);
             EXPECT_TRUE(std::isfinite(activation_derivative(a, u))) << mlpgrad::name(a);
         }
+}
+
+// ∂u = ∂z ∘ σ'(u) (kernels::hadamard_derivative, the single-example and DAG backward step) on every pair of
+// special values equals the scalar d · σ'(u) bit for bit (-1 · 0 = -0; a NaN where it gives NaN, Inf · 0), on whole vectors (the
+// ReLU vector path) and on the last entries.
+TYPED_TEST(ActivationsTyped, HadamardDerivativeEqualsTheScalarProductBitForBit) {
+    using T = TypeParam;
+    using lim = std::numeric_limits<T>;
+    const std::vector<T> specials = {lim::quiet_NaN(), -lim::quiet_NaN(), T(0), -T(0), lim::infinity(),
+                                     -lim::infinity(), lim::denorm_min(), -lim::denorm_min(), T(1), T(-1)};
+    const std::size_t S = specials.size(), n = S * S + 3;
+    std::vector<T> dz(n), u(n), z(n), du(n);
+    for (std::size_t k = 0; k < n; ++k) {
+        dz[k] = specials[k % S];
+        u[k] = specials[(k / S) % S];
+    }
+    for (Activation a : all_activations()) {
+        for (std::size_t k = 0; k < n; ++k) z[k] = mlpgrad::activate(a, u[k]);
+        mlpgrad::dispatch(a, [&](auto c) {
+            mlpgrad::kernels::hadamard_derivative<decltype(c)::value>(dz.data(), u.data(), z.data(), du.data(), n);
+        });
+        for (std::size_t k = 0; k < n; ++k) {
+            const T expected = mlpgrad::dispatch(a, [&](auto c) {
+                return dz[k] * mlpgrad::activation_traits<decltype(c)::value>::derivative(u[k], z[k]);
+            });
+            // (A NaN's sign and payload depend on the operand order the compiler picks: NaN is all we ask.)
+            if (std::isnan(expected)) ASSERT_TRUE(std::isnan(du[k])) << mlpgrad::name(a) << " " << k;
+            else ASSERT_EQ(0, std::memcmp(&du[k], &expected, sizeof(T)))
+                << mlpgrad::name(a) << " of dz = " << dz[k] << ", u = " << u[k] << ": got " << du[k];
+        }
+    }
 }
 
 TEST(Activations, NamesRoundTrip) {

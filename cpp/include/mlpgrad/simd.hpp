@@ -105,6 +105,13 @@ struct Vec {
         return {(native)((mask)a.v & (a.v > native{}))};
     }
 
+    // 1 where a >= 0, else 0 (NaN gives 0): the ReLU derivative with σ'(0) = 1, as the bits of 1 masked by
+    // the comparison, so that d · step(u) is the scalar d · (u >= 0 ? 1 : 0) lane by lane.
+    friend Vec nonnegative_step(Vec a) {
+        using mask = decltype(a.v > a.v);
+        return {(native)((mask)broadcast(T(1)).v & (a.v >= native{}))};
+    }
+
     // (a0, b0, a1, b1, ...) from the low halves of a and b, and the same from the high halves: the steps
     // of transpose() below.
     friend Vec interleave_low(Vec a, Vec b) { return interleave<0>(a, b, std::make_index_sequence<size>{}); }
@@ -166,6 +173,7 @@ struct Vec {
     friend Vec operator+(Vec a, Vec b) { return {a.v + b.v}; }
     friend Vec operator*(Vec a, Vec b) { return {a.v * b.v}; }
     friend Vec positive_part(Vec a) { return {a.v > T(0) ? a.v : T(0)}; }
+    friend Vec nonnegative_step(Vec a) { return {a.v >= T(0) ? T(1) : T(0)}; }
 };
 
 // A 1 × 1 block is its own transpose.
@@ -173,6 +181,16 @@ template <class T>
 inline void transpose(Vec<T> (&)[1]) {}
 
 #endif
+
+// Asks for the cache line at p ahead of a write that may also read it (a tile of C in the GEMM micro-kernel):
+// the load of the line then overlaps the work before it. A hint only; nothing on compilers without it.
+inline void prefetch_for_write(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(p, 1, 3);
+#else
+    (void)p;
+#endif
+}
 
 // a·b + c; compilers contract it to one FMA where the target has one (no -ffast-math needed).
 template <class T>

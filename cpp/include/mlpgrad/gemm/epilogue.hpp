@@ -76,12 +76,16 @@ struct TimesDerivative {
     std::size_t partials_per_row = 0;
 
     void operator()(MatrixView<T> C, std::size_t row, std::size_t col, std::size_t m, std::size_t n) const {
-        constexpr std::size_t NR = RegisterBlock<T>::nr;
+        using simd::Vec;
+        constexpr std::size_t NR = RegisterBlock<T>::nr, V = RegisterBlock<T>::vector;
         for (std::size_t i = row; i < row + m; ++i) {
             T* d = C.row(i) + col;
             const T* u = U.row(i) + col;
             const T* z = Z.row(i) + col;
-            for (std::size_t j = 0; j < n; ++j) d[j] *= activation_traits<A>::derivative(u[j], z[j]);
+            std::size_t j = 0;
+            if constexpr (A == Activation::relu)  // σ'(u) = [u ≥ 0] in vector registers, the same products
+                for (; j + V <= n; j += V) (Vec<T>::load(d + j) * nonnegative_step(Vec<T>::load(u + j))).store(d + j);
+            for (; j < n; ++j) d[j] *= activation_traits<A>::derivative(u[j], z[j]);
             if (row_partials == nullptr) continue;
             // col is a multiple of nr (a tile), or 0 with n = N (a product with K = 0).
             for (std::size_t j0 = 0; j0 < n; j0 += NR) {

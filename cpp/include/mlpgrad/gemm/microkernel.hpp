@@ -25,6 +25,13 @@ MLPGRAD_NOINLINE void microkernel(std::size_t kc, const T* a, std::size_t a_row,
     constexpr std::size_t V = RB::vector, NV = RB::nv, NR = RB::nr;
     static_assert(R >= 1 && R <= RB::mr, "R rows of at most mr");
     const std::size_t row = Packed ? 1 : a_row, depth = Packed ? RB::mr : a_depth;
+    // The tile of C is read (add) or written only after the kc steps: asking for its lines now hides the
+    // latency of a C that has left L2 (a product with several depth blocks revisits all of C per block).
+    MLPGRAD_UNROLL
+    for (std::size_t r = 0; r < R; ++r) {
+        simd::prefetch_for_write(c + r * ldc);
+        if ((NR * sizeof(T)) > 64) simd::prefetch_for_write(c + r * ldc + NR - 1);
+    }
     Vec<T> acc[R][NV];
     MLPGRAD_UNROLL
     for (std::size_t r = 0; r < R; ++r) {
