@@ -534,3 +534,23 @@ def test_cli_bad_training_step_options(capsys, argv, message):
     assert cli.main(argv) == 2
     captured = capsys.readouterr()
     assert "error" in captured.err and message in captured.err
+
+
+def test_training_step_default_threads_merges_one_child_per_library():
+    """At default threads each library is timed in a child of its own; the merge takes each one's numbers."""
+    cell = ts.Cell((3, 4, 1), 2, "float64", True)
+    peak = ts.Peak("probe", 1.0)
+
+    def child(name, ns):
+        infos = [ts.PeerInfo("mlpgrad", "mlpgrad", "", "available")]
+        ms = {"mlpgrad": ts.Measurement("timed", ns=ns if name == "mlpgrad" else None, flops=10)}
+        if name != "mlpgrad":
+            infos.append(ts.PeerInfo(name, name, "", "available"))
+            ms[name] = ts.Measurement("timed", ns=ns, flops=10)
+        return ts.SettingRun(None, infos, {"float64": peak}, [(cell, ms)], 1.0, [f"note {name}"])
+
+    merged = ts._merge_alone({"mlpgrad": child("mlpgrad", 5.0), "numpy": child("numpy", 7.0)})
+    assert [p.name for p in merged.peers] == ["mlpgrad", "numpy"]
+    ((got_cell, ms),) = merged.results
+    assert got_cell == cell and ms["mlpgrad"].ns == 5.0 and ms["numpy"].ns == 7.0
+    assert merged.seconds == 2.0 and "note numpy" in merged.notes and "child interpreter of its own" in merged.notes[-1]

@@ -309,9 +309,11 @@ class TrainingStepRun:
 
 # ----------------------------------------------------------------------------- measuring
 def run_training_step(cells_, peers: list, *, threads: Optional[int], repeats: int = 5, run_ns: int = 10_000_000,
-                      seed: int = 0, progress: Optional[Callable[[int, int, str], None]] = None) -> SettingRun:
+                      seed: int = 0, progress: Optional[Callable[[int, int, str], None]] = None,
+                      timed: Optional[list] = None) -> SettingRun:
     """Check and time ``peers`` (mlpgrad first) on ``cells_`` in this process, with every peer at ``threads``
-    (None: its default). JAX's threads follow ``XLA_FLAGS`` as they were when JAX was imported."""
+    (None: its default). JAX's threads follow ``XLA_FLAGS`` as they were when JAX was imported. ``timed``: the
+    names of the peers to time (default: all); the others are only checked (mlpgrad is the reference)."""
     start = time.perf_counter()
     cells_ = list(cells_)
     report = progress or (lambda _d, _t, _w: None)
@@ -326,7 +328,7 @@ def run_training_step(cells_, peers: list, *, threads: Optional[int], repeats: i
         results = []
         for step, cell in enumerate(cells_):
             report(step, len(cells_), cell.describe())
-            results.append((cell, _run_cell(make_problem(cell, seed), active, infos, repeats, run_ns)))
+            results.append((cell, _run_cell(make_problem(cell, seed), active, infos, repeats, run_ns, timed)))
         peaks = {}
         for dtype in dtypes:
             report(len(cells_), len(cells_), f"peak probe again, {dtype}")
@@ -337,7 +339,7 @@ def run_training_step(cells_, peers: list, *, threads: Optional[int], repeats: i
     return SettingRun(threads, infos, peaks, results, time.perf_counter() - start)
 
 
-def _run_cell(problem: Problem, active, infos, repeats, run_ns) -> dict:
+def _run_cell(problem: Problem, active, infos, repeats, run_ns, timed=None) -> dict:
     cell = problem.cell
     out = {i.name: Measurement("skipped", reason=i.reason) for i in infos if i.status != "available"}
     ref_peer = active[0]
@@ -365,6 +367,8 @@ def _run_cell(problem: Problem, active, infos, repeats, run_ns) -> dict:
         out[peer.name] = Measurement("timed", flops=flops(cell.widths, cell.B, cell.input_grad), check=err,
                                      worst=worst, computes_x=cell.input_grad)
         calls[peer.name] = call
+    if timed is not None:
+        calls = {name: call for name, call in calls.items() if name in timed}
     for name, ns in time_side_by_side(calls, repeats, run_ns).items():
         out[name].ns = ns
     return {i.name: out[i.name] for i in infos}
@@ -385,42 +389,79 @@ def _child_main(spec_json: str) -> int:
 
     run = run_training_step([Cell(tuple(c["widths"]), c["B"], c["dtype"], c["input_grad"]) for c in spec["cells"]],
                             training_peers(spec["peers"]), threads=spec["threads"], repeats=spec["repeats"],
-                            run_ns=spec["run_ns"], seed=spec["seed"], progress=progress)
+                            run_ns=spec["run_ns"], seed=spec["seed"], progress=progress, timed=spec.get("timed"))
     if note:
         run.notes.append(note)
     json.dump(run.as_dict(), sys.stdout)
     return 0
 
 
+def _run_child(spec: dict, label: str, report, offset: int, total: int) -> SettingRun:
+    """One child interpreter running ``spec`` (see :func:`_child_main`), its progress forwarded to ``report``."""
+    # the JSON goes to a file, not a pipe: a pipe that nobody reads while we follow stderr could fill and stall
+    with tempfile.TemporaryFile("w+", encoding="utf-8") as stdout:
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(spec)], stdout=stdout,
+                                stderr=subprocess.PIPE, text=True, encoding="utf-8")
+        other = []
+        for line in proc.stderr:
+            if line.startswith(_PROGRESS):
+                done, _, what = line[len(_PROGRESS):].rstrip("\n").split(" ", 2)
+                report(offset + int(done), total, f"{label}: {what}")
+            else:
+                other.append(line)
+        if proc.wait() != 0:
+            raise RuntimeError(f"the {label} measurement failed (exit code {proc.returncode}):\n"
+                               f"{''.join(other[-20:])}")
+        stdout.seek(0)
+        return SettingRun.from_dict(json.load(stdout))
+
+
+def _merge_alone(runs: dict) -> SettingRun:
+    """One SettingRun from per-peer children (name -> SettingRun, mlpgrad's first): each peer's measurements
+    from its own child, mlpgrad's peaks and notes."""
+    base = runs["mlpgrad"]
+    peers = [base.peers[0]] + [r.peers[-1] for name, r in runs.items() if name != "mlpgrad"]
+    results = []
+    for k, (cell, ms) in enumerate(base.results):
+        merged = {"mlpgrad": ms["mlpgrad"]}
+        for name, r in runs.items():
+            if name != "mlpgrad":
+                merged[name] = r.results[k][1][name]
+        results.append((cell, merged))
+    notes = list(dict.fromkeys(n for r in runs.values() for n in r.notes))
+    notes.append("at default threads each library ran in a child interpreter of its own: the idle threads of one "
+                 "(OpenBLAS's and OpenMP's spin after a call) would otherwise take the cores the next one needs")
+    return SettingRun(base.threads, peers, base.peaks, results, sum(r.seconds for r in runs.values()), notes)
+
+
 def run_settings(cells_, peer_names=None, *, thread_settings=THREAD_SETTINGS, repeats: int = 5,
                  run_ns: int = 10_000_000, seed: int = 0,
                  progress: Optional[Callable[[int, int, str], None]] = None) -> TrainingStepRun:
-    """Run every thread setting in a child interpreter (JAX's threads are fixed when it starts) and collect the
-    results. ``progress(done, total, description)`` counts cells over all settings."""
+    """Run every thread setting in child interpreters (JAX's threads are fixed when it starts) and collect the
+    results. Pinned to one thread, the peers are timed side by side in one child; at their default threads each
+    library runs in a child of its own (mlpgrad only checks the others there), as a user runs it: in one
+    process, a library's threads that keep spinning after its call would slow whichever library runs next.
+    ``progress(done, total, description)`` counts cells over all runs."""
     cells_ = list(cells_)
     report = progress or (lambda _d, _t, _w: None)
-    total = len(cells_) * len(thread_settings)
-    settings = []
-    for k, threads in enumerate(thread_settings):
-        spec = {"cells": [asdict(c) for c in cells_], "peers": peer_names, "threads": threads, "repeats": repeats,
-                "run_ns": run_ns, "seed": seed}
-        label = "default threads" if threads is None else f"{threads} thread{'s' if threads != 1 else ''}"
-        # the JSON goes to a file, not a pipe: a pipe that nobody reads while we follow stderr could fill and stall
-        with tempfile.TemporaryFile("w+", encoding="utf-8") as stdout:
-            proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(spec)], stdout=stdout,
-                                    stderr=subprocess.PIPE, text=True, encoding="utf-8")
-            other = []
-            for line in proc.stderr:
-                if line.startswith(_PROGRESS):
-                    done, _, what = line[len(_PROGRESS):].rstrip("\n").split(" ", 2)
-                    report(k * len(cells_) + int(done), total, f"{label}: {what}")
-                else:
-                    other.append(line)
-            if proc.wait() != 0:
-                raise RuntimeError(f"the {label} measurement failed (exit code {proc.returncode}):\n"
-                                   f"{''.join(other[-20:])}")
-            stdout.seek(0)
-            settings.append(SettingRun.from_dict(json.load(stdout)))
+    names = [p.name for p in training_peers(peer_names)]
+    runs_per_setting = [len(names) if threads is None else 1 for threads in thread_settings]
+    total = len(cells_) * sum(runs_per_setting)
+    settings, offset = [], 0
+    for threads in thread_settings:
+        base = {"cells": [asdict(c) for c in cells_], "threads": threads, "repeats": repeats, "run_ns": run_ns,
+                "seed": seed}
+        if threads is not None:
+            label = f"{threads} thread{'s' if threads != 1 else ''}"
+            settings.append(_run_child({**base, "peers": names}, label, report, offset, total))
+            offset += len(cells_)
+            continue
+        runs = {}
+        for name in names:
+            spec = {**base, "peers": ["mlpgrad", name], "timed": [name]}
+            runs[name] = _run_child(spec, f"default threads, {name}", report, offset, total)
+            offset += len(cells_)
+        settings.append(_merge_alone(runs))
     report(total, total, "done")
     return TrainingStepRun(settings, {"repeats": repeats, "run_ns": run_ns, "seed": seed})
 
