@@ -280,3 +280,22 @@ def check_finite_differences(case: Case, rng: np.random.Generator, attempts: int
     _, g = net.value_and_grad(x, dy)
     fd = finite_differences(net, x, dy)
     assert_gradients_match(g, fd, net, tol=1e-4 if net.dtype == np.float32 else 1e-6, what="finite differences ")
+
+
+def assert_matches_torch_autograd(torch, net, X, dY, yhat, g, activation, dtype):
+    """The batch value and every gradient (parameters, then x) against PyTorch autograd of the same network."""
+    t = {np.float32: torch.float32, np.float64: torch.float64}[dtype]
+    leaf = lambda a: torch.tensor(np.array(a), dtype=t, requires_grad=True)  # noqa: E731
+    W, b = [leaf(w) for w in net.weights], [leaf(v) for v in net.biases]
+    alpha, beta, Xt = leaf(net.alpha), leaf(net.output_bias), leaf(X)
+    act = {"relu": torch.relu, "leaky_relu": lambda a: torch.nn.functional.leaky_relu(a, 0.01), "tanh": torch.tanh,
+           "sigmoid": torch.sigmoid, "softplus": torch.nn.functional.softplus, "identity": lambda a: a}[activation]
+    z = Xt
+    for w, v in zip(W, b):
+        z = act(z @ w.T + v)
+    y = z @ alpha + beta
+    (y * torch.tensor(dY, dtype=t)).sum().backward()
+    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(yhat, y.detach().numpy(), **tol)
+    for a, ref in zip(parameter_arrays(g) + [g.x], W + [alpha] + b + [beta, Xt]):
+        np.testing.assert_allclose(a, ref.grad.numpy(), **tol)

@@ -11,8 +11,8 @@ import pytest
 import mlpgrad
 from conftest import ACTIVATIONS, DTYPES, run_in_child
 from network_cases import (
-    Case, all_arrays, assert_gradients_match, check_every_path, check_finite_differences, gradients_spec, oracle,
-    oracle_batch, parameter_arrays,
+    Case, all_arrays, assert_gradients_match, assert_matches_torch_autograd, check_every_path, check_finite_differences,
+    gradients_spec, oracle, oracle_batch, parameter_arrays,
 )
 
 WIDTHS = (3, 5, 4)
@@ -276,19 +276,4 @@ def test_against_pytorch_autograd(rng, activation, dtype):
     dY = case.dy(rng, 7)
     yhat, g = net.value_and_grad_batch(X, dY)
 
-    t = {np.float32: torch.float32, np.float64: torch.float64}[dtype]
-    leaf = lambda a: torch.tensor(np.array(a), dtype=t, requires_grad=True)  # noqa: E731
-    W = [leaf(w) for w in net.weights]
-    b = [leaf(v) for v in net.biases]
-    alpha, beta, Xt = leaf(net.alpha), leaf(net.output_bias), leaf(X)
-    act = {"relu": torch.relu, "leaky_relu": lambda a: torch.nn.functional.leaky_relu(a, 0.01), "tanh": torch.tanh,
-           "sigmoid": torch.sigmoid, "softplus": torch.nn.functional.softplus, "identity": lambda a: a}[activation]
-    z = Xt
-    for w, v in zip(W, b):
-        z = act(z @ w.T + v)
-    y = z @ alpha + beta
-    (y * torch.tensor(dY, dtype=t)).sum().backward()
-    tol = dict(rtol=1e-4, atol=1e-5) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(yhat, y.detach().numpy(), **tol)
-    for a, ref in zip(parameter_arrays(g) + [g.x], W + [alpha] + b + [beta, Xt]):
-        np.testing.assert_allclose(a, ref.grad.numpy(), **tol)
+    assert_matches_torch_autograd(torch, net, X, dY, yhat, g, activation, dtype)
