@@ -202,17 +202,21 @@ def test_a_worker_lost_mid_call_is_retried_by_dask(client, tmp_path):
     def die_once(block):
         import os
 
-        if not os.path.exists(marker):  # the first partition to get here takes its worker process down
-            open(marker, "w").close()
-            os._exit(1)
-        return block
+        try:  # O_EXCL: of two workers racing here only one creates the marker, so only one dies
+            os.close(os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return block
+        os._exit(1)  # the first partition to get here takes its worker process down
 
-    mean, grads = md.gradient(net, split(X), split(y).map_blocks(die_once, meta=np.empty(0, y.dtype)), client=client)
+    try:
+        mean, grads = md.gradient(net, split(X), split(y).map_blocks(die_once, meta=np.empty(0, y.dtype)),
+                                  client=client)
+    finally:
+        client.wait_for_workers(2, timeout=60)  # the nanny restarts it, for the tests that follow
     assert os.path.exists(marker)
     expected_mean, expected = local(net, X, y)
     assert mean == pytest.approx(expected_mean, rel=1e-12)
     assert_gradients_equal(grads, expected, net, 1e-12)
-    client.wait_for_workers(2, timeout=60)  # the nanny restarts it, for the tests that follow
     assert set(client.run(mlpgrad.get_num_threads).values()) == {1}  # NumThreads reaches the new worker too
 
 
