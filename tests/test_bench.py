@@ -526,6 +526,10 @@ def test_cli_training_step_writes_tables_json_and_markdown(tmp_path, capsys):
         (["bench", "--training-step", "--peers", "oracle"], "--peers oracle: not applicable with --training-step"),
         (["bench", "--training-step", "--batch-sizes", "none"], "--batch-sizes none: not applicable with"),
         (["bench", "--networks", "4-1"], "--networks: only with --training-step"),
+        (["bench", "--rounds", "2"], "--rounds: only with --training-step"),
+        (["bench", "--train", "--rounds", "2"], "--rounds: not applicable with --train"),
+        (["bench", "--dag", "--rounds", "2"], "--rounds: not applicable with --dag"),
+        (["bench", "--training-step", "--rounds", "0"], "--rounds"),
         (["bench", "--training-step", "--networks", "4-3"], "networks of positive widths ending in 1"),
         (["bench", "--training-step", "--networks", "4-0-1"], "networks of positive widths ending in 1"),
     ],
@@ -549,8 +553,37 @@ def test_training_step_default_threads_merges_one_child_per_library():
             ms[name] = ts.Measurement("timed", ns=ns, flops=10)
         return ts.SettingRun(None, infos, {"float64": peak}, [(cell, ms)], 1.0, [f"note {name}"])
 
-    merged = ts._merge_alone({"mlpgrad": child("mlpgrad", 5.0), "numpy": child("numpy", 7.0)})
+    merged = ts._merge_alone({"mlpgrad": [child("mlpgrad", 5.0)], "numpy": [child("numpy", 7.0)]})
     assert [p.name for p in merged.peers] == ["mlpgrad", "numpy"]
     ((got_cell, ms),) = merged.results
     assert got_cell == cell and ms["mlpgrad"].ns == 5.0 and ms["numpy"].ns == 7.0
     assert merged.seconds == 2.0 and "note numpy" in merged.notes and "child interpreter of its own" in merged.notes[-1]
+    assert "rounds" not in merged.notes[-1]
+
+    # rounds: each library's time is the median over its rounds, whatever the order the rounds came in
+    merged = ts._merge_alone({"mlpgrad": [child("mlpgrad", t) for t in (9.0, 5.0, 6.0)],
+                              "numpy": [child("numpy", t) for t in (7.0, 30.0, 8.0)]}, rounds=3)
+    ((_, ms),) = merged.results
+    assert ms["mlpgrad"].ns == 6.0 and ms["numpy"].ns == 8.0 and ms["numpy"].flops == 10
+    assert merged.seconds == 6.0 and "3 rounds" in merged.notes[-1]
+
+
+def test_training_step_default_threads_children_take_turns(monkeypatch):
+    """run_settings runs the per-library children in turns, round after round, and rejects rounds < 1."""
+    order = []
+
+    def fake_child(spec, label, report, offset, total):
+        order.append((spec["threads"], tuple(spec.get("timed") or spec["peers"])))
+        cell = ts.Cell(**spec["cells"][0])
+        infos = [ts.PeerInfo(n, n, "", "available") for n in spec["peers"]]
+        ms = {n: ts.Measurement("timed", ns=float(len(order)), flops=10) for n in spec["peers"]}
+        return ts.SettingRun(spec["threads"], infos, {"float64": ts.Peak("probe", 1.0)}, [(cell, ms)], 1.0, [])
+
+    monkeypatch.setattr(ts, "_run_child", fake_child)
+    grid = [ts.Cell((3, 4, 1), 2, "float64", True)]
+    result = ts.run_settings(grid, ["numpy"], thread_settings=(None,), rounds=2)
+    assert order == [(None, ("mlpgrad",)), (None, ("numpy",)), (None, ("mlpgrad",)), (None, ("numpy",))]
+    ((_, ms),) = result.settings[0].results
+    assert ms["mlpgrad"].ns == 2.0 and ms["numpy"].ns == 3.0  # medians of (1, 3) and (2, 4)
+    with pytest.raises(ValueError, match="rounds must be at least 1, got 0"):
+        ts.run_settings(grid, ["numpy"], thread_settings=(None,), rounds=0)

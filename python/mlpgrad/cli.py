@@ -177,6 +177,9 @@ def _add_bench(subparsers):
                    help="timed runs per measurement, median taken (default: 5; --quick 3; --targets 7)")
     p.add_argument("--run-ms", type=float, metavar="MS",
                    help="length of one timed run in ms (default: 10; --quick 4)")
+    p.add_argument("--rounds", type=_positive_int,
+                   help="with --training-step: turns the per-library children take at default threads, the median "
+                        "over them reported (default: 3; --quick 1)")
     p.set_defaults(func=_bench, check=_check_bench)
 
 
@@ -189,7 +192,7 @@ def _check_bench(args, parser):
         grid_only = {"--plot": args.plot, "--peers": args.peers, "--widths": args.widths, "--depths": args.depths,
                      "--batch-sizes": args.batch_sizes, "--dtypes": args.dtypes, "--run-ms": args.run_ms,
                      "--threads": args.threads != 1, "--activation": args.activation != "relu",
-                     "--networks": args.networks}
+                     "--networks": args.networks, "--rounds": args.rounds}
         given = [name for name, value in grid_only.items() if value not in (None, False)]
         if given:
             parser.error(f"{', '.join(given)}: not applicable with --train (fixed cases on one thread)")
@@ -197,7 +200,8 @@ def _check_bench(args, parser):
     if args.dag:
         grid_only = {"--markdown": args.markdown, "--peers": args.peers, "--widths": args.widths,
                      "--depths": args.depths, "--batch-sizes": args.batch_sizes, "--networks": args.networks,
-                     "--threads": args.threads != 1, "--activation": args.activation != "relu"}
+                     "--threads": args.threads != 1, "--activation": args.activation != "relu",
+                     "--rounds": args.rounds}
         given = [name for name, value in grid_only.items() if value not in (None, False)]
         if given:
             parser.error(f"{', '.join(given)}: not applicable with --dag (ReLU random DAGs on one thread, "
@@ -213,6 +217,8 @@ def _check_bench(args, parser):
                          "--networks; peers at their default threads and at one thread; no oracle)")
     elif args.networks:
         parser.error("--networks: only with --training-step")
+    elif args.rounds is not None:
+        parser.error("--rounds: only with --training-step")
     if args.targets:
         grid_only = {"--plot": args.plot, "--markdown": args.markdown, "--peers": args.peers,
                      "--widths": args.widths, "--depths": args.depths, "--batch-sizes": args.batch_sizes,

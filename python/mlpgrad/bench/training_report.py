@@ -7,8 +7,8 @@ from dataclasses import asdict
 from typing import Optional
 
 from .report import fmt_speedup, fmt_time, machine, markdown_table
-from .training_step import (BATCHES, DTYPES, MLPGRAD_COMPUTES_X, NETWORKS, THREAD_SETTINGS, Measurement, Peak,
-                            SettingRun, TrainingStepRun, cells, peak_fraction, ratio, run_settings)
+from .training_step import (BATCHES, DEFAULT_ROUNDS, DTYPES, MLPGRAD_COMPUTES_X, NETWORKS, THREAD_SETTINGS,
+                            Measurement, Peak, SettingRun, TrainingStepRun, cells, peak_fraction, ratio, run_settings)
 
 __all__ = ["SCHEMA", "render", "to_markdown", "to_json", "run_command"]
 
@@ -141,7 +141,9 @@ def run_command(args, console) -> int:
     grid = cells(args.networks or NETWORKS, args.batch_sizes or BATCHES, args.dtypes or DTYPES)
     repeats, run_ns = timing(args)
     with progress_bar(console, "starting", len(grid) * len(THREAD_SETTINGS)) as progress:
-        result = run_settings(grid, args.peers, repeats=repeats, run_ns=run_ns, seed=args.seed, progress=progress)
+        rounds = args.rounds or (1 if args.quick else DEFAULT_ROUNDS)
+        result = run_settings(grid, args.peers, repeats=repeats, run_ns=run_ns, seed=args.seed, rounds=rounds,
+                              progress=progress)
     render(result, console)
     write_files(args, console, result, to_json, to_markdown)
     bad = [m for run in result.settings for _, ms in run.results for m in ms.values() if m.status in ("wrong", "failed")]

@@ -24,7 +24,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from types import SimpleNamespace
 from typing import Callable, Optional
 
@@ -38,7 +38,7 @@ from .timing import time_side_by_side
 __all__ = ["NETWORKS", "BATCHES", "DTYPES", "Cell", "Problem", "Measurement", "Peak", "SettingRun", "TrainingStepRun",
            "make_problem", "flops", "fma_peak", "PEAK_REPEATS", "training_peers", "run_training_step", "run_settings",
            "mlpgrad_gradients", "ratio", "peak_fraction", "THREAD_SETTINGS", "MLPGRAD_COMPUTES_X",
-           "STEP_PEERS", "cells"]
+           "STEP_PEERS", "cells", "DEFAULT_ROUNDS"]
 
 #: The grid of issue 10: widths K_0-…-K_T-1 (the trailing 1 is ŷ), batch sizes, dtypes, with/without ∂X.
 NETWORKS = ((784, 256, 256, 1), (64, 64, 64, 64, 1), (256, 256, 256, 256, 256, 1))
@@ -46,6 +46,8 @@ BATCHES = (32, 256)
 DTYPES = ("float32", "float64")
 #: Thread settings of the peers: None is each library's default, 1 is pinned to one thread.
 THREAD_SETTINGS = (None, 1)
+#: At default threads, how many times each library's child runs, in turns (see :func:`run_settings`).
+DEFAULT_ROUNDS = 3
 #: Note on the cells without ∂X, where mlpgrad cannot skip it yet.
 MLPGRAD_COMPUTES_X = "mlpgrad computes ∂x too"
 
@@ -416,9 +418,25 @@ def _run_child(spec: dict, label: str, report, offset: int, total: int) -> Setti
         return SettingRun.from_dict(json.load(stdout))
 
 
-def _merge_alone(runs: dict) -> SettingRun:
-    """One SettingRun from per-peer children (name -> SettingRun, mlpgrad's first): each peer's measurements
-    from its own child, mlpgrad's peaks and notes."""
+def _median_of_rounds(rounds: list, name: str) -> SettingRun:
+    """One SettingRun from rounds of the same child (same cells, peers): each cell's ``name`` time is the
+    median over the rounds of each round's median."""
+    first = rounds[0]
+    results = []
+    for k, (cell, ms) in enumerate(first.results):
+        merged = dict(ms)
+        times = [r.results[k][1][name].ns for r in rounds if r.results[k][1][name].ns is not None]
+        if times:
+            merged[name] = replace(ms[name], ns=float(np.median(times)))
+        results.append((cell, merged))
+    notes = list(dict.fromkeys(n for r in rounds for n in r.notes))
+    return SettingRun(first.threads, first.peers, first.peaks, results, sum(r.seconds for r in rounds), notes)
+
+
+def _merge_alone(runs: dict, rounds: int = 1) -> SettingRun:
+    """One SettingRun from per-peer children (name -> list of SettingRun, one per round, mlpgrad's first): each
+    peer's measurements from its own children (median over the rounds), mlpgrad's peaks and notes."""
+    runs = {name: _median_of_rounds(r, name) for name, r in runs.items()}
     base = runs["mlpgrad"]
     peers = [base.peers[0]] + [r.peers[-1] for name, r in runs.items() if name != "mlpgrad"]
     results = []
@@ -430,22 +448,28 @@ def _merge_alone(runs: dict) -> SettingRun:
         results.append((cell, merged))
     notes = list(dict.fromkeys(n for r in runs.values() for n in r.notes))
     notes.append("at default threads each library ran in a child interpreter of its own: the idle threads of one "
-                 "(OpenBLAS's and OpenMP's spin after a call) would otherwise take the cores the next one needs")
+                 "(OpenBLAS's and OpenMP's spin after a call) would otherwise take the cores the next one needs"
+                 + (f"; the children took turns in {rounds} rounds and each time is the median over the rounds "
+                    "(a burst of load on the shared machine hits one round, not one library)" if rounds > 1 else ""))
     return SettingRun(base.threads, peers, base.peaks, results, sum(r.seconds for r in runs.values()), notes)
 
 
 def run_settings(cells_, peer_names=None, *, thread_settings=THREAD_SETTINGS, repeats: int = 5,
-                 run_ns: int = 10_000_000, seed: int = 0,
+                 run_ns: int = 10_000_000, seed: int = 0, rounds: int = DEFAULT_ROUNDS,
                  progress: Optional[Callable[[int, int, str], None]] = None) -> TrainingStepRun:
     """Run every thread setting in child interpreters (JAX's threads are fixed when it starts) and collect the
     results. Pinned to one thread, the peers are timed side by side in one child; at their default threads each
     library runs in a child of its own (mlpgrad only checks the others there), as a user runs it: in one
     process, a library's threads that keep spinning after its call would slow whichever library runs next.
+    Those children take turns ``rounds`` times (mlpgrad, NumPy, …, mlpgrad, NumPy, …) and each time is the
+    median over the rounds, so the comparison stays side by side in time though each library runs alone.
     ``progress(done, total, description)`` counts cells over all runs."""
+    if rounds < 1:
+        raise ValueError(f"rounds must be at least 1, got {rounds}")
     cells_ = list(cells_)
     report = progress or (lambda _d, _t, _w: None)
     names = [p.name for p in training_peers(peer_names)]
-    runs_per_setting = [len(names) if threads is None else 1 for threads in thread_settings]
+    runs_per_setting = [len(names) * rounds if threads is None else 1 for threads in thread_settings]
     total = len(cells_) * sum(runs_per_setting)
     settings, offset = [], 0
     for threads in thread_settings:
@@ -456,12 +480,14 @@ def run_settings(cells_, peer_names=None, *, thread_settings=THREAD_SETTINGS, re
             settings.append(_run_child({**base, "peers": names}, label, report, offset, total))
             offset += len(cells_)
             continue
-        runs = {}
-        for name in names:
-            spec = {**base, "peers": ["mlpgrad", name], "timed": [name]}
-            runs[name] = _run_child(spec, f"default threads, {name}", report, offset, total)
-            offset += len(cells_)
-        settings.append(_merge_alone(runs))
+        runs = {name: [] for name in names}
+        for r in range(rounds):
+            for name in names:
+                spec = {**base, "peers": ["mlpgrad", name], "timed": [name]}
+                label = f"default threads, {name}" + (f", round {r + 1} of {rounds}" if rounds > 1 else "")
+                runs[name].append(_run_child(spec, label, report, offset, total))
+                offset += len(cells_)
+        settings.append(_merge_alone(runs, rounds))
     report(total, total, "done")
     return TrainingStepRun(settings, {"repeats": repeats, "run_ns": run_ns, "seed": seed})
 
