@@ -93,7 +93,7 @@ def test_backward_batch_checks_dy_and_out_before_writing(rng, dtype):
             net.backward_batch(dy, out=out)
     with pytest.raises(TypeError, match="dy"):
         net.backward_batch("ones", out=out)
-    with pytest.raises(ValueError, match=r"out.x has shape \(3, 5\) but X holds 4 examples"):
+    with pytest.raises(ValueError, match=r"out.x has shape \(3, 5\) but the batch has 4 examples"):
         net.backward_batch(out=mlpgrad.Gradients(**out_spec(WIDTHS, dtype, batch=3)))
     with pytest.raises(ValueError, match="single-example gradients"):
         net.backward_batch(out=net.new_gradients())

@@ -310,8 +310,8 @@ class MLP {
                                         : "out holds batch gradients (2-D out.x); this call needs net.new_gradients()");
         }
         if (batch && g->batch() && *g->batch() != *batch)
-            throw py::value_error("out.x has shape " + shape_string({*g->batch(), m.net.width(0)}) + " but X holds " +
-                                  std::to_string(*batch) + " examples; expected " +
+            throw py::value_error("out.x has shape " + shape_string({*g->batch(), m.net.width(0)}) +
+                                  " but the batch has " + std::to_string(*batch) + " examples; expected " +
                                   shape_string({*batch, m.net.width(0)}));
         // Shapes and aliasing can't change after construction (neither ours nor out's) without every later
         // call refusing them (require_unchanged): check them once per (network, out) pair.
