@@ -79,6 +79,35 @@ def test_bit_identical_with_biases_and_vector_outputs(restore_threads, dtype):
         assert run() == serial, f"{n} threads differ from one"
 
 
+def single_results(net, x, dy):
+    """Everything the single-example calls return, as bytes (dy: a number, or an array for m outputs)."""
+    yhat, g = net.value_and_grad(x, dy)
+    y2 = net.forward(x)
+    g2 = net.backward(dy)
+    arrays = [np.asarray(yhat), np.asarray(y2), g.alpha, g.x, *g.weights, g2.alpha, g2.x, *g2.weights]
+    arrays += [b for b in (g.biases or ()) if b is not None]
+    return [a.tobytes() for a in arrays]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("outputs", [None, 3])
+def test_single_example_bit_identical_for_1_to_4_threads(restore_threads, dtype, outputs):
+    """One example on a network whose layers split over threads (1031 x 517 weights: up to 4 parts)."""
+    widths = (517, 1031, 263)
+    if outputs is None:
+        net, dy = make_net(widths, dtype, seed=9, activation="relu"), 0.75
+    else:
+        net = mlpgrad.MLP.random(widths, outputs=outputs, dtype=dtype, seed=9)
+        net.biases[0][...] = np.linspace(-0.5, 0.5, widths[1])
+        dy = np.linspace(-1, 1, outputs).astype(dtype)
+    x = np.random.default_rng(10).standard_normal(widths[0]).astype(dtype)
+    mlpgrad.set_num_threads(1)
+    serial = single_results(net, x, dy)
+    for n in (2, 3, 4):
+        mlpgrad.set_num_threads(n)
+        assert single_results(net, x, dy) == serial, f"{n} threads differ from one"
+
+
 @pytest.mark.parametrize("n", [1, 2, 7, np.int64(3), mlpgrad._core._MAX_THREADS])
 def test_set_and_get(restore_threads, n):
     mlpgrad.set_num_threads(n)

@@ -2,7 +2,12 @@
 // (forward + backward) in ns per call on the notes' network, T square K x K ReLU layers with W ~ N(0, 1/K),
 // for float and double, and prints the medians as a table.
 //
-//   mlpgrad_bench [--widths 4,8,16,32,64,256] [--depth 4] [--repeats 9] [--run-ms 20]
+//   mlpgrad_bench [--widths 4,8,16,32,64,256] [--depth 4] [--repeats 9] [--run-ms 20] [--threads N]
+//
+// --threads N (N > 1) also times value_and_grad with a pool of N threads, its runs alternating with the
+// one-thread runs, and prints the speed-up. This benchmark is built with every layer split over the pool
+// (MLPGRAD_SINGLE_EXAMPLE_MIN_WEIGHTS_PER_THREAD = 1), so that the speed-up shows where a split pays: that is
+// how parallel/single_example.hpp's threshold is chosen.
 //
 // Each measurement makes `n` calls per timed run (n sized so that a run lasts about --run-ms) and reports the
 // median over --repeats runs. The work cannot be optimised away: every call is followed by a compiler barrier
@@ -20,6 +25,8 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 namespace {
@@ -32,12 +39,13 @@ struct Options {
     std::size_t depth = 4;
     int repeats = 9;
     double run_ms = 20.0;
+    std::size_t threads = 1;
 };
 
 [[noreturn]] void usage(const char* argv0, const std::string& error) {
     if (!error.empty()) std::fprintf(stderr, "%s: error: %s\n", argv0, error.c_str());
     std::fprintf(error.empty() ? stdout : stderr,
-                 "usage: %s [--widths K,K,...] [--depth T] [--repeats N] [--run-ms MS]\n"
+                 "usage: %s [--widths K,K,...] [--depth T] [--repeats N] [--run-ms MS] [--threads N]\n"
                  "  Times mlpgrad's forward, backward and forward+backward (value_and_grad) in ns per call\n"
                  "  for T square K x K ReLU layers, float and double (defaults: --widths 4,8,16,32,64,256\n"
                  "  --depth 4 --repeats 9 --run-ms 20).\n",
@@ -58,7 +66,8 @@ Options parse(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "-h" || arg == "--help") usage(argv[0], "");
-        const bool known = arg == "--widths" || arg == "--depth" || arg == "--repeats" || arg == "--run-ms";
+        const bool known = arg == "--widths" || arg == "--depth" || arg == "--repeats" || arg == "--run-ms" ||
+                           arg == "--threads";
         if (!known) usage(argv[0], "unknown argument '" + arg + "'");
         if (i + 1 >= argc) usage(argv[0], arg + " needs a value");
         const std::string value = argv[++i];
@@ -73,6 +82,8 @@ Options parse(int argc, char** argv) {
             }
         } else if (arg == "--depth") {
             o.depth = static_cast<std::size_t>(positive(argv[0], "--depth", value));
+        } else if (arg == "--threads") {
+            o.threads = static_cast<std::size_t>(positive(argv[0], "--threads", value));
         } else if (arg == "--repeats") {
             o.repeats = static_cast<int>(positive(argv[0], "--repeats", value));
         } else if (arg == "--run-ms") {
@@ -116,10 +127,39 @@ double median_ns(F f, const Options& o) {
     return per_call.size() % 2 ? per_call[m] : 0.5 * (per_call[m - 1] + per_call[m]);
 }
 
+// Median ns per call of f() and of g() over `repeats` runs each of the same n calls, the runs alternating
+// (which goes first alternates too) so that both see the same load.
+template <class F, class G>
+std::pair<double, double> median_ns_alternating(F f, G g, const Options& o) {
+    const double target = o.run_ms * 1e6;
+    run_ns(f, 1);
+    run_ns(g, 1);
+    long n = 1;
+    double elapsed = run_ns(f, n);
+    while (elapsed < target) {
+        const double scale = elapsed > 0 ? 1.2 * target / elapsed : 100.0;
+        n = std::max(2 * n, std::min(100 * n, static_cast<long>(n * scale)));
+        elapsed = run_ns(f, n);
+    }
+    std::vector<double> a, b;
+    for (int r = 0; r < o.repeats; ++r) {
+        if (r % 2) b.push_back(run_ns(g, n) / static_cast<double>(n));
+        a.push_back(run_ns(f, n) / static_cast<double>(n));
+        if (r % 2 == 0) b.push_back(run_ns(g, n) / static_cast<double>(n));
+    }
+    const auto median = [](std::vector<double>& v) {
+        std::sort(v.begin(), v.end());
+        const std::size_t m = v.size() / 2;
+        return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+    };
+    return {median(a), median(b)};
+}
+
 struct Row {
     const char* dtype;
     std::size_t K, T;
     double forward, backward, both;
+    double both_one = 0, both_threads = 0;  // with --threads: value_and_grad on 1 and on N threads, alternating
 };
 
 template <class T>
@@ -157,6 +197,14 @@ Row measure(std::size_t K, const Options& o, std::mt19937_64& rng, const char* d
     mlpgrad::forward(net, xv, tape);  // backward() reads this forward pass from the tape
     row.backward = median_ns(bwd, o);
     row.both = median_ns(both, o);
+    if (o.threads > 1) {
+        mlpgrad::parallel::ThreadPool pool(o.threads);
+        auto both_threads = [&] {
+            sink = static_cast<double>(mlpgrad::value_and_grad(net, xv, tape, dy, out, &pool));
+            sink = static_cast<double>(out.weights[0].data[0]);
+        };
+        std::tie(row.both_one, row.both_threads) = median_ns_alternating(both, both_threads, o);
+    }
     return row;
 }
 
@@ -176,8 +224,11 @@ int main(int argc, char** argv) {
     std::printf("mlpgrad %d.%d.%d core benchmark: T = %zu square K x K ReLU layers, W ~ N(0, 1/K); median of %d runs\n"
                 "of ~%g ms each; ns per call of forward(), backward() (of the recorded pass) and value_and_grad().\n\n",
                 MLPGRAD_VERSION_MAJOR, MLPGRAD_VERSION_MINOR, MLPGRAD_VERSION_PATCH, o.depth, o.repeats, o.run_ms);
-    std::printf("%-7s %5s %3s %10s %13s %13s %13s %14s\n", "dtype", "K", "T", "T*K^2", "forward", "backward",
+    std::printf("%-7s %5s %3s %10s %13s %13s %13s %14s", "dtype", "K", "T", "T*K^2", "forward", "backward",
                 "fwd+bwd", "fwd+bwd/edge");
+    if (o.threads > 1)
+        std::printf("   (alternating:) %10s %10s%-3zu %9s", "1 thread", "threads=", o.threads, "speed-up");
+    std::printf("\n");
     std::mt19937_64 rng(2024);
     for (const char* dtype : {"float", "double"}) {
         for (std::size_t K : o.widths) {
@@ -188,7 +239,14 @@ int main(int argc, char** argv) {
             print_time(r.forward);
             print_time(r.backward);
             print_time(r.both);
-            std::printf(" %11.3g ns\n", r.both / edges);
+            std::printf(" %11.3g ns", r.both / edges);
+            if (o.threads > 1) {
+                std::printf("                 ");
+                print_time(r.both_one);
+                print_time(r.both_threads);
+                std::printf(" %8.2fx", r.both_one / r.both_threads);
+            }
+            std::printf("\n");
             std::fflush(stdout);
         }
     }

@@ -97,8 +97,9 @@ double MLP::forward_impl(Model<T>& m, py::handle x) {
     auto xa = as_x(m, x);
     auto& tape = m.state().tape;
     require_unchanged(nullptr);
+    const auto pool = single_example_pool();
     MaybeReleaseGil gil(work(0));
-    return mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape);
+    return mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape, pool.get());
 }
 
 // For m outputs: ŷ as a new array of shape (m,).
@@ -108,9 +109,10 @@ py::object MLP::vector_forward_impl(Model<T>& m, py::handle x) {
     py::array_t<T> yhat(static_cast<py::ssize_t>(m.net.outputs()));
     auto& tape = m.state().tape;
     require_unchanged(nullptr);
+    const auto pool = single_example_pool();
     {
         MaybeReleaseGil gil(work(0));
-        mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape, {yhat.mutable_data(), m.net.outputs()});
+        mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape, {yhat.mutable_data(), m.net.outputs()}, pool.get());
     }
     return std::move(yhat);
 }
@@ -149,11 +151,12 @@ py::object MLP::value_and_grad_impl(Model<T>& m, py::handle x, py::handle dy_obj
     const auto& view = g.template views<T>().single;
     auto& tape = m.state().tape;
     require_unchanged(&g);
+    const auto pool = single_example_pool();
     double yhat;
     {
         MaybeReleaseGil gil(work(0));
-        yhat = mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape);
-        mlpgrad::unchecked::backward(m.net, tape, dy, view);
+        yhat = mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape, pool.get());
+        mlpgrad::unchecked::backward(m.net, tape, dy, view, pool.get());
     }
     return py::make_tuple(yhat, out);
 }
@@ -171,10 +174,11 @@ py::object MLP::vector_value_and_grad_impl(Model<T>& m, py::handle x, py::handle
     py::array_t<T> yhat(static_cast<py::ssize_t>(n));
     auto& tape = m.state().tape;
     require_unchanged(&g);
+    const auto pool = single_example_pool();
     {
         MaybeReleaseGil gil(work(0));
-        mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape, {yhat.mutable_data(), n});
-        mlpgrad::unchecked::backward(m.net, tape, mlpgrad::VectorView<const T>{dy.data(), n}, view);
+        mlpgrad::forward(m.net, {xa.data(), m.net.width(0)}, tape, {yhat.mutable_data(), n}, pool.get());
+        mlpgrad::unchecked::backward(m.net, tape, mlpgrad::VectorView<const T>{dy.data(), n}, view, pool.get());
     }
     return py::make_tuple(std::move(yhat), out);
 }
@@ -211,13 +215,14 @@ py::object MLP::backward_impl(Model<T>& m, py::handle dy_obj, py::handle out_obj
     if (dy_vector) read_apart(*dy_vector, g);
     const auto& view = g.template views<T>().single;
     require_unchanged(&g);
+    const auto pool = single_example_pool();
     {
         MaybeReleaseGil gil(work(0));
         if (dy_vector)
             mlpgrad::unchecked::backward(m.net, s->tape, mlpgrad::VectorView<const T>{dy_vector->data(), m.net.outputs()},
-                                         view);
+                                         view, pool.get());
         else
-            mlpgrad::unchecked::backward(m.net, s->tape, dy, view);
+            mlpgrad::unchecked::backward(m.net, s->tape, dy, view, pool.get());
     }
     return out;
 }

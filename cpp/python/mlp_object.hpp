@@ -26,6 +26,7 @@
 #include "gradients_object.hpp"
 #include "instances.hpp"
 #include "thread_state.hpp"
+#include "threads.hpp"
 
 namespace mlpgrad_python {
 
@@ -104,6 +105,11 @@ class MLP {
             return m.net.edge_count() + m.net.width(0) + (m.net.outputs() > 1 ? m.net.alpha().size : 1);
         });
         max_batch_ = visit([this](auto& m) { return batch_limit(m); });
+        single_example_splits_ = visit([](auto& m) {
+            for (std::size_t t = 0; t < m.net.depth(); ++t)
+                if (m.net.weight(t).size() >= 2 * mlpgrad::parallel::single_example_min_weights_per_thread) return true;
+            return false;
+        });
     }
 
     py::tuple widths() const {
@@ -286,6 +292,12 @@ class MLP {
     // Multiply-adds of one call, to decide whether releasing the GIL pays.
     std::size_t work(std::size_t batch) const { return work_per_example_ * (batch ? batch : 1); }
 
+    // The pool for a single-example call: only for a network with a layer that splits (the pool is not even
+    // created for the others). Throws std::system_error if its threads cannot be started.
+    std::shared_ptr<mlpgrad::parallel::ThreadPool> single_example_pool() const {
+        return single_example_splits_ ? batch_pool() : nullptr;
+    }
+
     // The GradientsObject behind `out`, checked against this network: TypeError/ValueError, before any write.
     template <class T>
     GradientsObject* check_out(Model<T>& m, py::handle out, std::optional<std::size_t> batch) {
@@ -417,6 +429,7 @@ class MLP {
     std::uint64_t id_ = 0;
     std::size_t work_per_example_ = 0;
     std::size_t max_batch_ = 0;  // the largest B whose batch tape fits (batch_limit)
+    bool single_example_splits_ = false;  // a layer large enough for threads (parallel/single_example.hpp)
     std::variant<std::unique_ptr<Model<float>>, std::unique_ptr<Model<double>>> model_;
 };
 

@@ -9,6 +9,7 @@
 
 #include "kernels.hpp"
 #include "network.hpp"
+#include "parallel/single_example.hpp"
 #include "tape.hpp"
 
 namespace mlpgrad {
@@ -37,16 +38,29 @@ inline std::string outputs_message(const char* what, std::size_t m) {
 
 namespace detail {
 
+// u = W z_in + b, z_out = σ(u) for one layer; a large one split by rows of W over the pool's threads.
+template <Activation A, class T>
+void layer_forward(MatrixView<const T> W, const T* z_in, const T* bias, T* u, T* z_out, parallel::ThreadPool* pool) {
+    const std::size_t parts = parallel::single_example_parts(pool, W.rows, W.cols);
+    if (parts == 1) return kernels::matvec_activate<A>(W, z_in, bias, u, z_out);
+    pool->run(parts, [&](std::size_t p) {
+        const auto [r0, r1] = parallel::aligned_range(p, parts, W.rows, kernels::matvec_rows_per_pass);
+        kernels::matvec_activate<A>(MatrixView<const T>(W.row(r0), r1 - r0, W.cols), z_in, bias ? bias + r0 : nullptr,
+                                    u + r0, z_out + r0);
+    });
+}
+
 // The pass itself, for an x that does not share memory with the tape.
 template <class T>
-void record_forward(const Network<T>& net, VectorView<const T> x, Tape<T>& tape, VectorView<T> yhat) {
+void record_forward(const Network<T>& net, VectorView<const T> x, Tape<T>& tape, VectorView<T> yhat,
+                    parallel::ThreadPool* pool) {
     tape.reset(net.widths());
     std::copy(x.begin(), x.end(), tape.z(0).begin());  // z^0 = x, kept for ∂ŷ/∂W^{[1]}
     for (std::size_t t = 0; t < net.depth(); ++t) {
         const T* bias = net.has_biases() ? net.bias(t).data : nullptr;
         dispatch(net.activation(t), [&](auto a) {
-            kernels::matvec_activate<decltype(a)::value>(net.weight(t), tape.z(t).data, bias, tape.u(t + 1).data,
-                                                         tape.z(t + 1).data);
+            layer_forward<decltype(a)::value>(net.weight(t), tape.z(t).data, bias, tape.u(t + 1).data,
+                                              tape.z(t + 1).data, pool);
         });
     }
     output_layer(net, tape.z(net.depth()).data, yhat.data);
@@ -57,9 +71,9 @@ void record_forward(const Network<T>& net, VectorView<const T> x, Tape<T>& tape,
 // The rare case of an x inside the tape, out of line so that it costs the common case nothing.
 template <class T>
 MLPGRAD_NOINLINE void record_forward_from_a_copy(const Network<T>& net, VectorView<const T> x, Tape<T>& tape,
-                                                 VectorView<T> yhat) {
+                                                 VectorView<T> yhat, parallel::ThreadPool* pool) {
     const std::vector<T> copy(x.begin(), x.end());
-    record_forward(net, VectorView<const T>(copy.data(), copy.size()), tape, yhat);
+    record_forward(net, VectorView<const T>(copy.data(), copy.size()), tape, yhat, pool);
 }
 
 [[noreturn]] MLPGRAD_NOINLINE inline void throw_overlaps_tape(const char* what) {
@@ -71,24 +85,26 @@ MLPGRAD_NOINLINE void record_forward_from_a_copy(const Network<T>& net, VectorVi
 // Records u^t and z^t on `tape` (sized for `net` on first use) and writes ŷ (m entries) to yhat. Cost: one
 // pass over each weight, i.e. linear in the number of edges. x may live in the tape itself (e.g. tape.z(t)
 // of an earlier pass): it is then copied first, since resetting the tape may free it and recording may
-// overwrite it. yhat may not (std::invalid_argument).
+// overwrite it. yhat may not (std::invalid_argument). With a pool, layers large enough to pay
+// (parallel/single_example.hpp) run on its threads, with the same results as on one.
 template <class T>
-void forward(const Network<T>& net, VectorView<const T> x, Tape<T>& tape, VectorView<T> yhat) {
+void forward(const Network<T>& net, VectorView<const T> x, Tape<T>& tape, VectorView<T> yhat,
+             parallel::ThreadPool* pool = nullptr) {
     detail::require_size(x, net.width(0), "x");
     detail::require_size(yhat, net.outputs(), "yhat");
     if (tape.overlaps(yhat.data, yhat.size)) detail::throw_overlaps_tape("yhat");
     if (tape.overlaps(x.data, x.size))
-        detail::record_forward_from_a_copy(net, x, tape, yhat);
+        detail::record_forward_from_a_copy(net, x, tape, yhat, pool);
     else
-        detail::record_forward(net, x, tape, yhat);
+        detail::record_forward(net, x, tape, yhat, pool);
 }
 
 // ŷ of a network with one output (std::invalid_argument for m > 1).
 template <class T>
-T forward(const Network<T>& net, VectorView<const T> x, Tape<T>& tape) {
+T forward(const Network<T>& net, VectorView<const T> x, Tape<T>& tape, parallel::ThreadPool* pool = nullptr) {
     if (net.outputs() != 1) throw std::invalid_argument(detail::outputs_message("forward(net, x, tape) returns one ŷ", net.outputs()));
     T yhat;
-    forward(net, x, tape, VectorView<T>(&yhat, 1));
+    forward(net, x, tape, VectorView<T>(&yhat, 1), pool);
     return yhat;
 }
 

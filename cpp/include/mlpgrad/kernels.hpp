@@ -129,10 +129,13 @@ inline void add_bias_and_activate(T* u, const T* bias, T* z, std::size_t rows, s
     }
 }
 
+// Rows of W per pass of matvec: a split of W's rows at multiples of it computes every row as a whole W does.
+inline constexpr std::size_t matvec_rows_per_pass = 4;
+
 // out = W v, four rows of W per pass over v.
 template <class T>
 void matvec(MatrixView<const T> W, const T* v, T* out) {
-    constexpr std::size_t R = 4;
+    constexpr std::size_t R = matvec_rows_per_pass;
     std::size_t i = 0;
     for (; i + R <= W.rows; i += R) dot_rows<R>(W.row(i), W.cols, v, W.cols, out + i);
     for (; i < W.rows; ++i) dot_rows<1>(W.row(i), W.cols, v, W.cols, out + i);
@@ -185,24 +188,28 @@ inline void outer_and_transpose_rows(const T* const* w, T* const* dw, const T* g
     }
 }
 
-// Rows of one block: dW rows and dz += Σ_r du_r W_r, four gathered rows at a time. A row whose du_i is
-// exactly 0 (a ReLU unit that was off) contributes exactly 0: its dW row is zeroed and its W row is not read.
+// Rows of one block, columns [j0, j1): dW rows and dz += Σ_r du_r W_r, four gathered rows at a time. A row
+// whose du_i is exactly 0 (a ReLU unit that was off) contributes exactly 0: its dW row is zeroed and its W
+// row is not read. Each column's sum is the same whatever the column range, for j0 a multiple of the vector
+// width (then a column is in the vector loop or the tail as it is for the whole row): threads may split it.
 template <class T>
 void outer_product_and_transpose_rows(MatrixView<const T> W, const T* du, const T* z_prev, MatrixView<T> dW, T* dz,
-                                      std::size_t row_begin, std::size_t row_end) {
+                                      std::size_t row_begin, std::size_t row_end, std::size_t j0, std::size_t j1) {
     constexpr std::size_t R = 4;
-    const std::size_t n = W.cols;
+    const std::size_t n = j1 - j0;
+    z_prev += j0;
+    dz += j0;
     const T* w[R];
     T* dw[R];
     T g[R];
     std::size_t m = 0;  // rows gathered for the next block of R
     for (std::size_t i = row_begin; i < row_end; ++i) {
         if (du[i] == T(0)) {
-            std::fill(dW.row(i), dW.row(i) + n, T(0));
+            std::fill(dW.row(i) + j0, dW.row(i) + j1, T(0));
             continue;
         }
-        w[m] = W.row(i);
-        dw[m] = dW.row(i);
+        w[m] = W.row(i) + j0;
+        dw[m] = dW.row(i) + j0;
         g[m] = du[i];
         if (++m == R) {
             outer_and_transpose_rows<R>(w, dw, g, z_prev, dz, n);
@@ -218,21 +225,24 @@ void outer_product_and_transpose_rows(MatrixView<const T> W, const T* du, const 
 }
 
 // dW = du z_prevᵀ (outer product) and dz_prev += Wᵀ du (transpose-matvec), in one pass over each row of
-// W and dW. The sum over rows is blocked (see block_length): the first block of rows accumulates into
-// dz_prev, each later one into `partial` (W.cols entries of scratch), which is then added to dz_prev.
+// W and dW, for the columns [j0, j1) (j0 a multiple of the vector width; the whole matrix by default). The
+// sum over rows is blocked (see block_length): the first block of rows accumulates into dz_prev, each later
+// one into `partial` (W.cols entries of scratch, of which [j0, j1) is used), which is then added to dz_prev.
 template <class T>
 void outer_product_and_transpose_matvec_accumulate(MatrixView<const T> W, const T* du, const T* z_prev,
-                                                   MatrixView<T> dW, T* dz_prev, T* partial) {
-    const std::size_t block = block_length(W.rows), n = W.cols;
+                                                   MatrixView<T> dW, T* dz_prev, T* partial, std::size_t j0 = 0,
+                                                   std::size_t j1 = std::size_t(-1)) {
+    const std::size_t block = block_length(W.rows);
+    j1 = std::min(j1, W.cols);
     for (std::size_t i0 = 0; i0 < W.rows; i0 += block) {
         const std::size_t i1 = std::min(W.rows, i0 + block);
         if (i0 == 0) {
-            outer_product_and_transpose_rows(W, du, z_prev, dW, dz_prev, i0, i1);
+            outer_product_and_transpose_rows(W, du, z_prev, dW, dz_prev, i0, i1, j0, j1);
             continue;
         }
-        std::fill(partial, partial + n, T(0));
-        outer_product_and_transpose_rows(W, du, z_prev, dW, partial, i0, i1);
-        for (std::size_t j = 0; j < n; ++j) dz_prev[j] += partial[j];
+        std::fill(partial + j0, partial + j1, T(0));
+        outer_product_and_transpose_rows(W, du, z_prev, dW, partial, i0, i1, j0, j1);
+        for (std::size_t j = j0; j < j1; ++j) dz_prev[j] += partial[j];
     }
 }
 
