@@ -92,8 +92,9 @@ def single_results(net, x, dy):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("outputs", [None, 3])
 def test_single_example_bit_identical_for_1_to_4_threads(restore_threads, dtype, outputs):
-    """One example on a network whose layers split over threads (1031 x 517 weights: up to 4 parts)."""
-    widths = (517, 1031, 263)
+    """One example on a network whose layers split over threads (1031 x 1031 weights: 4 MiB in float32, 4 parts
+    of the 1 MiB each that a part must have at least)."""
+    widths = (1031, 1031, 517)
     if outputs is None:
         net, dy = make_net(widths, dtype, seed=9, activation="relu"), 0.75
     else:

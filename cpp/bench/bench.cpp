@@ -6,7 +6,7 @@
 //
 // --threads N (N > 1) also times value_and_grad with a pool of N threads, its runs alternating with the
 // one-thread runs, and prints the speed-up. This benchmark is built with every layer split over the pool
-// (MLPGRAD_SINGLE_EXAMPLE_MIN_WEIGHTS_PER_THREAD = 1), so that the speed-up shows where a split pays: that is
+// (MLPGRAD_SINGLE_EXAMPLE_MIN_BYTES_PER_THREAD = 1), so that the speed-up shows where a split pays: that is
 // how parallel/single_example.hpp's threshold is chosen.
 //
 // Each measurement makes `n` calls per timed run (n sized so that a run lasts about --run-ms) and reports the

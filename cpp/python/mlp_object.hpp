@@ -107,7 +107,9 @@ class MLP {
         max_batch_ = visit([this](auto& m) { return batch_limit(m); });
         single_example_splits_ = visit([](auto& m) {
             for (std::size_t t = 0; t < m.net.depth(); ++t)
-                if (m.net.weight(t).size() >= 2 * mlpgrad::parallel::single_example_min_weights_per_thread) return true;
+                if (m.net.weight(t).size() * sizeof(m.net.weight(t).data[0]) >=
+                    2 * mlpgrad::parallel::single_example_min_bytes_per_thread)
+                    return true;
             return false;
         });
     }

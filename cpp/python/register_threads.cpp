@@ -43,8 +43,9 @@ void register_threads(py::module_& m) {
     static const std::string set_doc =
         "set_num_threads(n)\n--\n\nRun the batch calls (forward_batch, value_and_grad_batch, backward_batch) on "
         "n threads, the calling one included, from the next call on. Products too small to gain from threads "
-        "stay on one thread, and results are bit for bit the same for every n. Single-example calls always run "
-        "on the calling thread. n: an int, 1 to " + std::to_string(max_threads) + ".";
+        "stay on one thread, and results are bit for bit the same for every n. Single-example calls use them "
+        "only for layers of at least 2 MiB of weights (memory-bound; smaller ones run on the calling thread). "
+        "n: an int, 1 to " + std::to_string(max_threads) + ".";
     m.def("set_num_threads", [](py::handle n) { set_num_threads(thread_count(n)); }, py::arg("n"), set_doc.c_str());
     m.attr("_MAX_THREADS") = max_threads;
     m.def("get_num_threads", [] { return num_threads(); },

@@ -35,18 +35,19 @@ std::vector<T> one_call(const mlpgrad::Network<T>& net, const std::vector<T>& x,
 
 template <class T>
 void check_bit_identical(Activation a, std::size_t outputs, bool biases, bool keep) {
-    // 1031 × 517 and 263 × 1031 weights: 4 and 2 parts of at least single_example_min_weights_per_thread;
-    // odd widths put the split off the vector boundaries of the rows and in the matvec's last rows.
-    const std::vector<std::size_t> widths = {517, 1031, 263, 5};
+    // 1031 × 1031 and 517 × 1031 weights: 4 parts (float and double) and 2 or 4 of at least
+    // single_example_min_bytes_per_thread; odd widths put the split off the vector boundaries of the rows and
+    // in the matvec's last rows.
+    const std::vector<std::size_t> widths = {1031, 1031, 517, 5};
     const OwnedNet<T> onet = random_general_net<T>(widths, a, 71, outputs, biases, biases);
     const mlpgrad::Network<T> net = onet.network();
-    ASSERT_EQ(mlpgrad::parallel::single_example_parts(nullptr, 1031, 517), 1u);
+    ASSERT_EQ(mlpgrad::parallel::single_example_parts(nullptr, 1031, 1031, sizeof(T)), 1u);
     Random rng(72);
     const std::vector<T> x = random_vector<T>(rng, widths[0]), dy = random_vector<T>(rng, outputs);
     const std::vector<T> serial = one_call(net, x, dy, keep, nullptr);
     for (std::size_t threads : {2, 3, 4}) {
         ThreadPool pool(threads);
-        ASSERT_GT(mlpgrad::parallel::single_example_parts(&pool, 1031, 517), 1u);
+        ASSERT_EQ(mlpgrad::parallel::single_example_parts(&pool, 1031, 1031, sizeof(T)), threads);
         const std::vector<T> parallel = one_call(net, x, dy, keep, &pool);
         ASSERT_EQ(parallel.size(), serial.size());
         EXPECT_EQ(std::memcmp(parallel.data(), serial.data(), serial.size() * sizeof(T)), 0)
@@ -65,13 +66,17 @@ TEST(SingleExampleThreads, BitIdenticalForAnyThreadCount) {
 
 TEST(SingleExampleThreads, SmallLayersStayOnTheCaller) {
     ThreadPool pool(4);
-    const std::size_t least = mlpgrad::parallel::single_example_min_weights_per_thread;
-    EXPECT_EQ(mlpgrad::parallel::single_example_parts(&pool, 64, 64), 1u);
-    EXPECT_EQ(mlpgrad::parallel::single_example_parts(&pool, 1, 2 * least - 1), 1u);
-    EXPECT_EQ(mlpgrad::parallel::single_example_parts(&pool, 1, 2 * least), 2u);
-    EXPECT_EQ(mlpgrad::parallel::single_example_parts(&pool, 1, 100 * least), 4u);  // at most one per thread
+    const std::size_t least = mlpgrad::parallel::single_example_min_bytes_per_thread;  // bytes
+    EXPECT_EQ(least, mlpgrad::gemm::CacheSizes{}.l2);
+    EXPECT_EQ(mlpgrad::parallel::single_example_parts(&pool, 64, 64, 8), 1u);
+    EXPECT_EQ(mlpgrad::parallel::single_example_parts(&pool, 1, 2 * least / 8 - 1, 8), 1u);
+    EXPECT_EQ(mlpgrad::parallel::single_example_parts(&pool, 1, 2 * least / 8, 8), 2u);
+    EXPECT_EQ(mlpgrad::parallel::single_example_parts(&pool, 1, 2 * least / 4, 4), 2u);
+    EXPECT_EQ(mlpgrad::parallel::single_example_parts(&pool, 512, 512, 4), 1u);  // 1 MiB of floats
+    EXPECT_EQ(mlpgrad::parallel::single_example_parts(&pool, 512, 512, 8), 2u);  // 2 MiB of doubles
+    EXPECT_EQ(mlpgrad::parallel::single_example_parts(&pool, 1, 100 * least, 1), 4u);  // at most one per thread
     ThreadPool one(1);
-    EXPECT_EQ(mlpgrad::parallel::single_example_parts(&one, 1, 100 * least), 1u);
+    EXPECT_EQ(mlpgrad::parallel::single_example_parts(&one, 1, 100 * least, 1), 1u);
 }
 
 TEST(SingleExampleThreads, AlignedRangesCoverEverythingOnce) {

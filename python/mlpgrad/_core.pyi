@@ -281,8 +281,8 @@ _MAX_THREADS: int
 def set_num_threads(n: int) -> None:
     """Run the batch calls on n threads (1 to 1024), the calling one included; results do not depend on n.
 
-    TypeError unless n is an int (bool refused), ValueError outside 1..1024. Single-example calls always run
-    on the calling thread."""
+    TypeError unless n is an int (bool refused), ValueError outside 1..1024. Single-example calls use them only
+    for layers of at least 2 MiB of weights (memory-bound; smaller ones run on the calling thread)."""
 def get_num_threads() -> int:
     """The number of threads the batch calls use."""
 def _fma_peak_gflops(dtype: str, run_ms: float = 20.0, repeats: int = 7) -> float: ...

@@ -28,7 +28,7 @@ namespace detail {
 template <class T>
 void layer_backward(MatrixView<const T> W, const T* du, const T* z_prev, MatrixView<T> dW, T* dz_prev, T* partial,
                     parallel::ThreadPool* pool) {
-    const std::size_t parts = parallel::single_example_parts(pool, W.rows, W.cols);
+    const std::size_t parts = parallel::single_example_parts(pool, W.rows, W.cols, sizeof(T));
     if (parts == 1) {
         std::fill(dz_prev, dz_prev + W.cols, T(0));
         return kernels::outer_product_and_transpose_matvec_accumulate(W, du, z_prev, dW, dz_prev, partial);

@@ -41,7 +41,7 @@ namespace detail {
 // u = W z_in + b, z_out = σ(u) for one layer; a large one split by rows of W over the pool's threads.
 template <Activation A, class T>
 void layer_forward(MatrixView<const T> W, const T* z_in, const T* bias, T* u, T* z_out, parallel::ThreadPool* pool) {
-    const std::size_t parts = parallel::single_example_parts(pool, W.rows, W.cols);
+    const std::size_t parts = parallel::single_example_parts(pool, W.rows, W.cols, sizeof(T));
     if (parts == 1) return kernels::matvec_activate<A>(W, z_in, bias, u, z_out);
     pool->run(parts, [&](std::size_t p) {
         const auto [r0, r1] = parallel::aligned_range(p, parts, W.rows, kernels::matvec_rows_per_pass);

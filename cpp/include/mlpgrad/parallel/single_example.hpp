@@ -10,27 +10,33 @@
 #include <cstddef>
 #include <utility>
 
+#include "../gemm/blocking.hpp"
 #include "thread_pool.hpp"
 
 namespace mlpgrad {
 namespace parallel {
 
-// A layer of fewer weights than this per thread runs on the calling thread. Measured with
-// `mlpgrad_bench --threads 2` (cpp/bench/bench.cpp, built with this set to 1 so that every layer splits:
-// value_and_grad on one thread and on two, alternating, T = 4 square layers of K = 128 … 2048): see the
-// numbers in README's Speed section. A macro so that a build (such as that bench) can set it.
-#ifndef MLPGRAD_SINGLE_EXAMPLE_MIN_WEIGHTS_PER_THREAD
-#define MLPGRAD_SINGLE_EXAMPLE_MIN_WEIGHTS_PER_THREAD (std::size_t(1) << 17)
+// A layer splits into one part per L2 cache of weights (CacheSizes::l2 bytes: 1 MiB here), at most one per
+// thread. Below that a core's share of the layer fits in its own L2, from where one core streams it as fast
+// as two would, and the split costs more than it saves: the forward pass leaves each core with rows of W and
+// the backward pass wants columns, so every call moves part of W and ∂W between the cores' caches, and each
+// layer pays two wake-ups of the pool. Measured (`mlpgrad_bench --widths ... --threads 2`, a build in which
+// every layer splits; value_and_grad, T = 4 square K × K ReLU layers, one thread against two alternating,
+// 2026-12-01, other work stopped): K ≤ 362 0.34-0.66×; K = 512 float (1 MiB a layer) 0.59-0.65×, double
+// (2 MiB) 0.98-1.48×; K = 724 (2 MiB float, 4 MiB double) 1.08-1.15× and 1.10-1.51×; K = 1024 1.10-1.17×
+// and 1.32-1.48×; K = 2048 1.40-1.44× and 1.17-1.62×. A macro so that a build (such as that bench) can set it.
+#ifndef MLPGRAD_SINGLE_EXAMPLE_MIN_BYTES_PER_THREAD
+#define MLPGRAD_SINGLE_EXAMPLE_MIN_BYTES_PER_THREAD (gemm::CacheSizes{}.l2)
 #endif
-inline constexpr std::size_t single_example_min_weights_per_thread = MLPGRAD_SINGLE_EXAMPLE_MIN_WEIGHTS_PER_THREAD;
+inline constexpr std::size_t single_example_min_bytes_per_thread = MLPGRAD_SINGLE_EXAMPLE_MIN_BYTES_PER_THREAD;
 
-// Parts for a layer of rows × cols weights: 1 without a pool, else at most one per thread and per
-// single_example_min_weights_per_thread weights.
+// Parts for a layer of rows × cols weights of `weight_bytes` each: 1 without a pool, else at most one per
+// thread and per single_example_min_bytes_per_thread bytes of weights.
 inline std::size_t single_example_parts(const ThreadPool* pool, std::size_t rows, std::size_t cols,
-                                        std::size_t min_weights_per_thread = single_example_min_weights_per_thread) {
+                                        std::size_t weight_bytes) {
     if (pool == nullptr || pool->size() < 2) return 1;
-    const std::size_t by_work = min_weights_per_thread ? rows * cols / min_weights_per_thread : pool->size();
-    return std::max<std::size_t>(1, std::min(pool->size(), by_work));
+    const std::size_t least = std::max<std::size_t>(1, single_example_min_bytes_per_thread);
+    return std::max<std::size_t>(1, std::min(pool->size(), rows * cols * weight_bytes / least));
 }
 
 // [begin, end) of part `part` of `parts` over n items, with every boundary but n a multiple of `align`
