@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sys
 
 import numpy as np
@@ -566,6 +567,20 @@ def test_training_step_default_threads_merges_one_child_per_library():
     ((_, ms),) = merged.results
     assert ms["mlpgrad"].ns == 6.0 and ms["numpy"].ns == 8.0 and ms["numpy"].flops == 10
     assert merged.seconds == 6.0 and "3 rounds" in merged.notes[-1]
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"), reason="needs sched_setaffinity")
+def test_training_step_pinned_child_is_bound_to_one_cpu():
+    """The pinned setting's child runs bound to one CPU (XLA ignores its thread flags); default children are not."""
+    spec = {"cells": [{"widths": [3, 4, 1], "B": 2, "dtype": "float64", "input_grad": True}], "peers": ["mlpgrad"],
+            "repeats": 1, "run_ns": 100_000, "seed": 0}
+    pinned = ts._run_child({**spec, "threads": 1}, "pinned", lambda *_: None, 0, 1)
+    cpu = min(os.sched_getaffinity(0))
+    assert any(f"bound to CPU {cpu}" in n for n in pinned.notes), pinned.notes
+    default = ts._run_child({**spec, "threads": None}, "default", lambda *_: None, 0, 1)
+    assert not any("bound to CPU" in n for n in default.notes) or len(os.sched_getaffinity(0)) == 1
+    ((_, ms),) = pinned.results
+    assert ms["mlpgrad"].ns > 0
 
 
 def test_training_step_default_threads_children_take_turns(monkeypatch):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -377,7 +378,16 @@ def _run_cell(problem: Problem, active, infos, repeats, run_ns, timed=None) -> d
 
 
 # ----------------------------------------------------------------------------- one child per thread setting
-_CHILD = "import sys; from mlpgrad.bench.training_step import _child_main; sys.exit(_child_main(sys.argv[1]))"
+# argv: the spec, then the CPU to bind the whole process to before anything starts threads ("" for none).
+_CHILD = ("import os, sys; sys.argv[2] and os.sched_setaffinity(0, {int(sys.argv[2])}); "
+          "from mlpgrad.bench.training_step import _child_main; sys.exit(_child_main(sys.argv[1]))")
+
+
+def _one_cpu() -> Optional[int]:
+    """A CPU this process may run on, to bind a pinned child to (None where affinity cannot be set)."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    return min(os.sched_getaffinity(0))
 _PROGRESS = "@@progress "
 
 
@@ -394,6 +404,11 @@ def _child_main(spec_json: str) -> int:
                             run_ns=spec["run_ns"], seed=spec["seed"], progress=progress, timed=spec.get("timed"))
     if note:
         run.notes.append(note)
+    cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if spec["threads"] == 1 and len(cpus) == 1:
+        run.notes.append(f"pinned: the child process ran bound to CPU {cpus[0]} (sched_setaffinity before any thread "
+                         "started), so no library could use a second core whatever its thread settings (XLA's CPU "
+                         "client runs threads of its own despite its thread flags)")
     json.dump(run.as_dict(), sys.stdout)
     return 0
 
@@ -402,8 +417,9 @@ def _run_child(spec: dict, label: str, report, offset: int, total: int) -> Setti
     """One child interpreter running ``spec`` (see :func:`_child_main`), its progress forwarded to ``report``."""
     # the JSON goes to a file, not a pipe: a pipe that nobody reads while we follow stderr could fill and stall
     with tempfile.TemporaryFile("w+", encoding="utf-8") as stdout:
-        proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(spec)], stdout=stdout,
-                                stderr=subprocess.PIPE, text=True, encoding="utf-8")
+        cpu = _one_cpu() if spec["threads"] == 1 else None
+        proc = subprocess.Popen([sys.executable, "-c", _CHILD, json.dumps(spec), "" if cpu is None else str(cpu)],
+                                stdout=stdout, stderr=subprocess.PIPE, text=True, encoding="utf-8")
         other = []
         for line in proc.stderr:
             if line.startswith(_PROGRESS):
