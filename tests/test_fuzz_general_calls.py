@@ -74,33 +74,26 @@ else:
 
     def out_variant(data, net, m, batch):
         """(label, out, valid) for a call on `net` (batch None: a single-example call)."""
-        widths, dtype = net.widths, net.dtype
-        other = np.float32 if dtype == np.float64 else np.float64
         has_biases = net.biases is not None
-        choice = data.draw(st.sampled_from(["absent", "none", "fresh", "fresh", "parameter_only", "other_net",
-                                            "other_dtype", "other_biases", "other_outputs", "single_vs_batch"]),
-                           label="out")
-        if choice == "absent":
-            return choice, ABSENT, True
-        if choice == "none":
-            return choice, None, True
-        if choice == "fresh":
-            return choice, net.new_gradients(batch=batch), True
-        if choice == "parameter_only":  # fits any batch; only the batch calls take it
-            return choice, net.new_gradients(batch=(batch or 0) + 2, x=False), batch is not None
-        if choice == "other_net":
-            twin = mlpgrad.MLP.random(widths, outputs=m, biases=has_biases, dtype=dtype, seed=1)
-            return choice, twin.new_gradients(batch=batch), True
-        if choice == "other_dtype":
-            twin = mlpgrad.MLP.random(widths, outputs=m, biases=has_biases, dtype=other, seed=1)
-            return choice, twin.new_gradients(batch=batch), False
-        if choice == "other_biases":
-            twin = mlpgrad.MLP.random(widths, outputs=m, biases=not has_biases, dtype=dtype, seed=1)
-            return choice, twin.new_gradients(batch=batch), False
-        if choice == "other_outputs":  # m + 1 outputs (a 1-D alpha is m = 1: 2 then)
-            twin = mlpgrad.MLP.random(widths, outputs=(m or 1) + 1, biases=has_biases, dtype=dtype, seed=1)
-            return choice, twin.new_gradients(batch=batch), False
-        return choice, net.new_gradients(batch=None if batch is not None else 2), False
+
+        def twin(outputs=m, biases=has_biases, dtype=net.dtype):  # another network's gradients
+            return mlpgrad.MLP.random(net.widths, outputs=outputs, biases=biases, dtype=dtype, seed=1).new_gradients(
+                batch=batch)
+
+        variants = {  # label: (out, valid)
+            "absent": lambda: (ABSENT, True),
+            "none": lambda: (None, True),
+            "fresh": lambda: (net.new_gradients(batch=batch), True),
+            # fits any batch; only the batch calls take it
+            "parameter_only": lambda: (net.new_gradients(batch=(batch or 0) + 2, x=False), batch is not None),
+            "other_net": lambda: (twin(), True),
+            "other_dtype": lambda: (twin(dtype=np.float32 if net.dtype == np.float64 else np.float64), False),
+            "other_biases": lambda: (twin(biases=not has_biases), False),
+            "other_outputs": lambda: (twin(outputs=(m or 1) + 1), False),  # a 1-D alpha is m = 1: 2 then
+            "single_vs_batch": lambda: (net.new_gradients(batch=None if batch is not None else 2), False),
+        }
+        label = data.draw(st.sampled_from(sorted(variants) + ["fresh"]), label="out")
+        return (label, *variants[label]())
 
     @fuzz(90)
     @given(arch=architectures(max_depth=3, max_width=4), data=st.data())

@@ -108,11 +108,12 @@ double run_ns(F& f, long n) {
     return std::chrono::duration<double, std::nano>(Clock::now() - t0).count();
 }
 
-// Median ns per call of f() over `repeats` runs of about `run_ms` each.
+// Calls per timed run: n such that n calls of f() take about `run_ms` (after one warm-up call: the first touch
+// of the tape and the buffers).
 template <class F>
-double median_ns(F f, const Options& o) {
+long calibrate(F& f, const Options& o) {
     const double target = o.run_ms * 1e6;
-    run_ns(f, 1);  // warm up: first touch of the tape and the buffers
+    run_ns(f, 1);
     long n = 1;
     double elapsed = run_ns(f, n);
     while (elapsed < target) {
@@ -120,38 +121,36 @@ double median_ns(F f, const Options& o) {
         n = std::max(2 * n, std::min(100 * n, static_cast<long>(n * scale)));
         elapsed = run_ns(f, n);
     }
+    return n;
+}
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const std::size_t m = v.size() / 2;
+    return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
+}
+
+// Median ns per call of f() over `repeats` runs of about `run_ms` each.
+template <class F>
+double median_ns(F f, const Options& o) {
+    const long n = calibrate(f, o);
     std::vector<double> per_call;
     for (int r = 0; r < o.repeats; ++r) per_call.push_back(run_ns(f, n) / static_cast<double>(n));
-    std::sort(per_call.begin(), per_call.end());
-    const std::size_t m = per_call.size() / 2;
-    return per_call.size() % 2 ? per_call[m] : 0.5 * (per_call[m - 1] + per_call[m]);
+    return median(per_call);
 }
 
 // Median ns per call of f() and of g() over `repeats` runs each of the same n calls, the runs alternating
 // (which goes first alternates too) so that both see the same load.
 template <class F, class G>
 std::pair<double, double> median_ns_alternating(F f, G g, const Options& o) {
-    const double target = o.run_ms * 1e6;
-    run_ns(f, 1);
+    const long n = calibrate(f, o);
     run_ns(g, 1);
-    long n = 1;
-    double elapsed = run_ns(f, n);
-    while (elapsed < target) {
-        const double scale = elapsed > 0 ? 1.2 * target / elapsed : 100.0;
-        n = std::max(2 * n, std::min(100 * n, static_cast<long>(n * scale)));
-        elapsed = run_ns(f, n);
-    }
     std::vector<double> a, b;
     for (int r = 0; r < o.repeats; ++r) {
         if (r % 2) b.push_back(run_ns(g, n) / static_cast<double>(n));
         a.push_back(run_ns(f, n) / static_cast<double>(n));
         if (r % 2 == 0) b.push_back(run_ns(g, n) / static_cast<double>(n));
     }
-    const auto median = [](std::vector<double>& v) {
-        std::sort(v.begin(), v.end());
-        const std::size_t m = v.size() / 2;
-        return v.size() % 2 ? v[m] : 0.5 * (v[m - 1] + v[m]);
-    };
     return {median(a), median(b)};
 }
 
