@@ -7,7 +7,7 @@ import pytest
 import mlpgrad
 from conftest import (
     SENTINEL, assert_gradients_close, assert_value_close, build_net, grads_of, iter_arrays,
-    make_inputs, make_network, np_forward, oracle, oracle_batch, out_spec, tolerance, assert_close,
+    make_inputs, make_network, np_forward, oracle, oracle_batch, out_spec, tolerance, assert_close, run_in_child,
 )
 
 WIDTHS = (4, 6, 3, 2)
@@ -141,6 +141,58 @@ def test_new_gradients_as_out(setup):
     _, g = net.value_and_grad(x, out=out)
     assert g is out
     assert all(a is b for a, b in zip(all_arrays(g), arrays))
+
+
+# ----------------------------------------------------------------------------- alignment
+def _numpy_multiarray():
+    return (getattr(np, "_core", None) or np.core).multiarray  # get_handler_name: NumPy >= 1.22
+
+
+@pytest.mark.parametrize("batch", [None, 3])
+def test_new_gradients_arrays_start_on_a_cache_line_and_own_their_data(rng, dtype, batch):
+    # NumPy's own allocations are 16-byte aligned, and the backward pass's vector stores into a ∂W that is
+    # not 32-byte aligned split across cache lines; new_gradients() allocates every array 64-byte aligned.
+    # Several networks and calls: with NumPy's alignment, some array would miss.
+    multiarray = _numpy_multiarray()
+    for widths in ((64, 64, 64, 64, 64), (3, 5, 2), (7, 1)):
+        net = build_net(rng, widths, "relu", dtype)[0]
+        for _ in range(4):
+            g = net.new_gradients(batch=batch)
+            arrays = all_arrays(g)
+            assert len(arrays) >= 3
+            for a in arrays:
+                assert a.ctypes.data % 64 == 0, (widths, a.shape, a.ctypes.data % 64)
+                assert a.flags.owndata and a.base is None and not a.any()
+                assert multiarray.get_handler_name(a) == "mlpgrad_aligned_64"
+    # The handler applies to new_gradients() only: arrays made afterwards get NumPy's default.
+    assert multiarray.get_handler_name() == multiarray.get_handler_name(np.empty(1000))
+    assert multiarray.get_handler_name() != "mlpgrad_aligned_64"
+
+
+def test_aligned_gradients_resize_pickle_copy_and_free_like_any_array():
+    # In a child: a handler that freed or reallocated wrongly would crash the interpreter.
+    lines = run_in_child("""
+        rng = np.random.default_rng(0)
+        for dtype in (np.float32, np.float64):
+            net = mlpgrad.MLP([rng.standard_normal((6, 8)).astype(dtype)], np.ones(6, dtype), "relu")
+            for _ in range(50):
+                g = net.new_gradients()
+                w = g.weights[0]
+                w[...] = np.arange(w.size, dtype=dtype).reshape(w.shape)
+                before = w.copy()
+                assert np.array_equal(pickle.loads(pickle.dumps(w)), before)
+                assert np.array_equal(copy.deepcopy(w), before)
+                w.resize((w.size * 4,), refcheck=False)  # through the handler's realloc: data kept, rest zero
+                assert np.array_equal(w[: before.size], before.ravel()) and not w[before.size:].any()
+                w.resize((3,), refcheck=False)
+                assert np.array_equal(w, before.ravel()[:3])
+                print(outcome(lambda: net.value_and_grad(np.ones(8, dtype), out=g)).split(" was")[0])
+                del g, w
+                gc.collect()
+        print("done")
+    """)
+    assert lines[-1] == "done" and len(lines) == 101
+    assert set(lines[:-1]) == {"ValueError: out.weights[0]"}
 
 
 def test_shares_memory(setup):

@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "aligned_arrays.hpp"
 #include "checks.hpp"
 #include "threads.hpp"
 #include "conversions.hpp"
@@ -235,6 +236,7 @@ py::object MLP::new_gradients_impl(Model<T>& m, std::optional<std::size_t> batch
     const auto& K = m.net.widths();
     const std::size_t T_ = m.net.depth();
     auto n = [](std::size_t v) { return static_cast<py::ssize_t>(v); };
+    std::optional<AlignedAllocations> aligned(std::in_place);  // every array below starts on a cache line
     std::vector<py::array> weights;
     for (std::size_t t = 0; t < T_; ++t) weights.push_back(zeros<T>({n(K[t + 1]), n(K[t])}));
     // α's gradient is shaped like α, β's like β (0-d for one output).
@@ -256,6 +258,7 @@ py::object MLP::new_gradients_impl(Model<T>& m, std::optional<std::size_t> batch
         for (std::size_t t = 0; t <= T_; ++t) z->push_back(zeros<T>({n(K[t])}));
         for (std::size_t t = 1; t <= T_; ++t) u->push_back(zeros<T>({n(K[t])}));
     }
+    aligned.reset();
     // Fresh arrays made to fit: no need to re-check them, nor against this network.
     GradientsObject g(GradientsObject::fresh, std::move(weights), std::move(alpha), std::move(x), std::move(z),
                       std::move(u), std::move(biases), std::move(output_bias), dtype_, K,

@@ -82,6 +82,7 @@ inline void dot_rows(const T* w, std::size_t stride, const T* z, std::size_t n, 
         MLPGRAD_UNROLL
         for (std::size_t r = 0; r < R; ++r) acc[r][0] = total[r], acc[r][1] = Vec<T>::zero();
     }
+    MLPGRAD_UNROLL  // (else acc[r] is indexed at run time and all 2R accumulators live on the stack)
     for (std::size_t r = 0; r < R; ++r) {
         T s = simd::horizontal_sum(acc[r][0] + acc[r][1]);
         for (std::size_t jj = vector_end; jj < n; ++jj) s += w[r * stride + jj] * z[jj];
