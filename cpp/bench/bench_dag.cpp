@@ -116,8 +116,11 @@ std::vector<double> time_side_by_side(const std::vector<std::function<void()>>& 
     std::vector<std::size_t> n;
     for (const auto& f : fs) n.push_back(calls_per_run(f, o.run_ms));
     std::vector<std::vector<double>> samples(fs.size());
-    for (int r = 0; r < o.repeats; ++r)
-        for (std::size_t i = 0; i < fs.size(); ++i) samples[i].push_back(seconds_of(fs[i], n[i]) / double(n[i]));
+    for (int r = 0; r < o.repeats; ++r)  // in reverse order every other run: no function always follows the same one
+        for (std::size_t k = 0; k < fs.size(); ++k) {
+            const std::size_t i = r % 2 ? fs.size() - 1 - k : k;
+            samples[i].push_back(seconds_of(fs[i], n[i]) / double(n[i]));
+        }
     std::vector<double> out;
     for (const auto& s : samples) out.push_back(median(s));
     return out;
