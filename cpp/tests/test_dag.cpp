@@ -378,17 +378,23 @@ TEST(DagBatch, IsTheSumOfSingleExamples) {
     }
 }
 
+// Examples in one register tile of the batch kernels: the longest rows the batch passes prefetch.
+template <class T>
+constexpr std::size_t tile_examples = dag::detail::tile_vectors * mlpgrad::simd::Vec<T>::size;
+
 // Graphs whose Z rows outgrow L2, so that the batch passes prefetch their gathers (dag/prefetch.hpp): the
 // prefetching path must be as right as the plain one (prefetch changes no value, but it runs other code).
 TEST(DagBatch, PrefetchingPassesAreTheSumOfSingleExamples) {
     const DagShape shape{16, 20000, 8, 3, 1, true, false, Activation::relu};
-    ASSERT_TRUE(dag::detail::batch_prefetch_pays(random_dag<double>(shape, 1).graph(), 16));
-    ASSERT_TRUE(dag::detail::batch_prefetch_pays(random_dag<float>(shape, 1).graph(), 16));
-    for (std::size_t B : {9, 16}) {
+    ASSERT_TRUE(dag::detail::batch_prefetch_pays(random_dag<double>(shape, 1).graph(), tile_examples<double>));
+    ASSERT_TRUE(dag::detail::batch_prefetch_pays(random_dag<float>(shape, 1).graph(), tile_examples<float>));
+    for (std::size_t B : {9, 16}) {  // B = 16 is the register tile of double with AVX, 9 a partial one
         SCOPED_TRACE("B = " + std::to_string(B));
         check_batch_is_sum_of_singles<float>(shape, B, B);
         check_batch_is_sum_of_singles<double>(shape, B, B);
     }
+    check_batch_is_sum_of_singles<float>(shape, tile_examples<float>, 3);
+    check_batch_is_sum_of_singles<double>(shape, tile_examples<double>, 3);
 }
 
 // The prefetches pay only where the gathers miss L2 and each edge's work is short (batch_prefetch_pays):
@@ -396,9 +402,10 @@ TEST(DagBatch, PrefetchingPassesAreTheSumOfSingleExamples) {
 TEST(DagBatch, PrefetchOnlyWhereItPays) {
     const DagShape small{16, 1000, 8, 3, 1, false, false, Activation::relu};
     const DagShape big{16, 20000, 8, 3, 1, false, false, Activation::relu};
-    EXPECT_FALSE(dag::detail::batch_prefetch_pays(random_dag<double>(small, 1).graph(), 16));
-    EXPECT_TRUE(dag::detail::batch_prefetch_pays(random_dag<double>(big, 1).graph(), 16));
-    EXPECT_FALSE(dag::detail::batch_prefetch_pays(random_dag<double>(big, 1).graph(), 64));
+    const std::size_t B = tile_examples<double>;
+    EXPECT_FALSE(dag::detail::batch_prefetch_pays(random_dag<double>(small, 1).graph(), B));
+    EXPECT_TRUE(dag::detail::batch_prefetch_pays(random_dag<double>(big, 1).graph(), B));
+    EXPECT_FALSE(dag::detail::batch_prefetch_pays(random_dag<double>(big, 1).graph(), 4 * B));
 }
 
 // BackwardLookahead yields the sources of the slots prefetch_distance ahead of the backward pass, in its
