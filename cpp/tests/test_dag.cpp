@@ -385,7 +385,7 @@ constexpr std::size_t tile_examples = dag::detail::tile_vectors * mlpgrad::simd:
 // Graphs whose Z rows outgrow L2, so that the batch passes prefetch their gathers (dag/prefetch.hpp): the
 // prefetching path must be as right as the plain one (prefetch changes no value, but it runs other code).
 TEST(DagBatch, PrefetchingPassesAreTheSumOfSingleExamples) {
-    const DagShape shape{16, 20000, 8, 3, 1, true, false, Activation::relu};
+    const DagShape shape{16, 40000, 8, 3, 1, true, false, Activation::relu};
     ASSERT_TRUE(dag::detail::batch_prefetch_pays(random_dag<double>(shape, 1).graph(), tile_examples<double>));
     ASSERT_TRUE(dag::detail::batch_prefetch_pays(random_dag<float>(shape, 1).graph(), tile_examples<float>));
     for (std::size_t B : {9, 16}) {  // B = 16 is the register tile of double with AVX, 9 a partial one
@@ -401,7 +401,7 @@ TEST(DagBatch, PrefetchingPassesAreTheSumOfSingleExamples) {
 // never for a graph in cache, nor for rows longer than a register tile.
 TEST(DagBatch, PrefetchOnlyWhereItPays) {
     const DagShape small{16, 1000, 8, 3, 1, false, false, Activation::relu};
-    const DagShape big{16, 20000, 8, 3, 1, false, false, Activation::relu};
+    const DagShape big{16, 40000, 8, 3, 1, false, false, Activation::relu};
     const std::size_t B = tile_examples<double>;
     EXPECT_FALSE(dag::detail::batch_prefetch_pays(random_dag<double>(small, 1).graph(), B));
     EXPECT_TRUE(dag::detail::batch_prefetch_pays(random_dag<double>(big, 1).graph(), B));

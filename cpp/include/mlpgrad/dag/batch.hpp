@@ -32,11 +32,11 @@ namespace detail {
 
 constexpr std::size_t tile_vectors = 4;  // register tiles of gather_row and scatter_row: 4 vectors of examples
 
-// Whether the batch passes prefetch their gathers (prefetch.hpp): when the Z rows outgrow L2, and a row is
-// at most one register tile of examples, so that each edge's work is too short to hide its own miss. Longer
-// rows give the out-of-order window several tiles of work per edge, and prefetching all their lines floods
-// the miss queue: whole-row prefetch measured 0.90x at B = 64 and 0.72-0.81x at B = 256 (E = 1e6, double),
-// against 1.11-1.39x at B = 4 and 1.19-1.26x at B = 16.
+// Whether the batch passes prefetch their gathers (prefetch.hpp): when the Z rows outgrow L2 (prefetch_pays),
+// and a row is at most one register tile of examples, so that each edge's work is too short to hide its own
+// miss. Longer rows give the out-of-order window several tiles of work per edge, and prefetching all their
+// lines floods the miss queue: whole-row prefetch measured 0.90x at B = 64 and 0.72-0.81x at B = 256
+// (E = 1e6, double), against 1.11-1.39x at B = 4 and 1.19-1.26x at B = 16.
 template <class T>
 bool batch_prefetch_pays(const Graph<T>& g, std::size_t B) {
     return B <= tile_vectors * simd::Vec<T>::size && prefetch_pays(g.n_nodes(), B * sizeof(T));

@@ -32,13 +32,15 @@ constexpr std::size_t prefetch_distance = MLPGRAD_DAG_PREFETCH_DISTANCE;
 constexpr std::size_t cache_line = 64;
 
 // Whether the batch passes, which gather rows of `row_bytes` (B examples) from tapes of n_nodes rows, should
-// prefetch them: when one tape block (Z) outgrows L2. Then most gathers, Z forward and Z and ∂Z backward,
-// miss L2, and keeping prefetch_distance edges of them in flight pays; below, they hit L2 (or L3 at a latency
-// the out-of-order window nearly hides) and the prefetch instructions only cost issue slots. Measured with
-// mlpgrad_bench_dag (B = 16, double, prefetch forced on against a build without): 0.82-0.90x at E = 1e4 to
-// 5e4 (a Z tape of 0.16-0.8 MB), 0.98-1.05x at 1e5 (1.6 MB), 1.15-1.28x from 2e5 (3.2 MB) on.
+// prefetch them: when one tape block (Z) is more than twice L2. Then most gathers, Z forward and Z and ∂Z
+// backward, miss L2, and keeping prefetch_distance edges of them in flight pays; below, most still hit L2
+// (the sources of a uniform DAG crowd towards the low ids, those of a local one sit in a window) or L3 at a
+// latency the out-of-order window nearly hides, and the prefetch instructions only cost issue slots.
+// Measured with mlpgrad_bench_dag (B = 16, double, prefetch forced on against a build without, alternated):
+// 0.82-0.90x at E = 1e4 to 5e4 (a Z tape of 0.16-0.8 MB), 0.83-1.05x at 1e5 (1.6 MB, six runs), 1.15-1.17x
+// at 2e5 (3.2 MB) and 1.16-1.28x at 3e5 and 5e5.
 inline bool prefetch_pays(std::size_t n_nodes, std::size_t row_bytes, const gemm::CacheSizes& caches = {}) {
-    return n_nodes * row_bytes > caches.l2;
+    return n_nodes * row_bytes > 2 * caches.l2;
 }
 
 // Every cache line of [p, p + bytes).
