@@ -1,47 +1,61 @@
 // mlpgrad_bench_dag: backpropagation on DAGs in the core, without Python.
-//   1. Random DAGs of in-degree 8 (every non-input node draws 8 sources uniformly from the nodes before it;
-//      edges listed by destination), E from 1e4 to 1e7: ns per edge of value_and_grad for one example and
-//      for a batch, and the log-log slope of time against E (the notes' Question 1: linear means slope 1).
+//   1. Random DAGs of in-degree 8 (every non-input node draws 8 sources uniformly from the nodes before it,
+//      "uniform", or at a distance 1 + Exp(1024) behind it, "local", as bench --dag does; edges listed by
+//      destination), E from 1e4 to 1e7: ns per edge of value_and_grad for one example and for a batch, the
+//      log-log slope of time against E (the notes' Question 1: linear means slope 1), and a checksum of the
+//      gradients (the bits of ∂w and ∂x). Built with -DMLPGRAD_BENCH_BASELINE_INCLUDE=<the cpp/include of
+//      another build>, it times that build's passes too, alternating run by run in one process, prints the
+//      ratios baseline ÷ current (above 1: the current headers are faster) and whether both give the same bits.
 //   2. The dense network of K = 256, T = 4 (ReLU) as a Network and as a DAG (dag::MlpGraphArrays), side by side:
 //      value_and_grad for one example and for a batch, and the ratio DAG / dense.
 //
-//   mlpgrad_bench_dag [--max-edges 10000000] [--batch 16] [--repeats 7] [--run-ms 50]
+//   mlpgrad_bench_dag [--max-edges 10000000] [--min-edges 10000] [--batch 16] [--repeats 7] [--run-ms 50]
+//                     [--dags-only] [--double-only] [--cpu-time]
 //
-// Each number is the median over --repeats timed runs, each of n calls sized to last about --run-ms; in part 2
+// --cpu-time times the process's CPU time instead of the wall clock (the passes run on one thread): on a
+// machine shared with other work it leaves out the time spent waiting for a core, not the caches and memory
+// bandwidth the others take. Each number is the median over --repeats timed runs, each of n calls sized to last about --run-ms; in part 2
 // the two implementations alternate run by run, so both see the same machine load.
 #include <mlpgrad/dag.hpp>
 #include <mlpgrad/mlpgrad.hpp>
 
+#include "bench_dag_pass.hpp"
+#include "bench_timing.hpp"
+
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <functional>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace {
 
-volatile double sink = 0.0;
-
-inline void clobber_memory() { asm volatile("" : : : "memory"); }
+using mlpgrad_bench::clobber_memory;
+using mlpgrad_bench::sink;
 
 struct Options {
-    std::size_t max_edges = 10000000, batch = 16;
+    std::size_t max_edges = 10000000, min_edges = 10000, batch = 16;
     int repeats = 7;
     double run_ms = 50.0;
+    bool dags_only = false, double_only = false, cpu_time = false;
 };
 
 [[noreturn]] void usage(const char* argv0, const std::string& error) {
     if (!error.empty()) std::fprintf(stderr, "%s: error: %s\n", argv0, error.c_str());
     std::fprintf(error.empty() ? stdout : stderr,
-                 "usage: %s [--max-edges E] [--batch B] [--repeats N] [--run-ms MS]\n"
-                 "  ns per edge of dag::value_and_grad on random DAGs of in-degree 8 (E = 1e4 .. max-edges, one\n"
-                 "  example and a batch of B), the log-log slope of time against E, and a DAG built from an MLP\n"
-                 "  (K = 256, T = 4) against the dense Network (defaults: --max-edges 10000000 --batch 16\n"
-                 "  --repeats 7 --run-ms 50).\n",
+                 "usage: %s [--max-edges E] [--min-edges E] [--batch B] [--repeats N] [--run-ms MS] [--dags-only]\n"
+                 "          [--double-only] [--cpu-time]\n"
+                 "  ns per edge of dag::value_and_grad on random DAGs of in-degree 8, uniform and local (E = min-edges\n"
+                 "  .. max-edges by factors of 10, one example and a batch of B), the log-log slope of time against E,\n"
+                 "  and a DAG built from an MLP (K = 256, T = 4) against the dense Network, unless --dags-only\n"
+                 "  (defaults: --max-edges 10000000 --min-edges 10000 --batch 16 --repeats 7 --run-ms 50).\n",
                  argv0);
     std::exit(error.empty() ? 0 : 2);
 }
@@ -51,7 +65,11 @@ Options parse(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "-h" || arg == "--help") usage(argv[0], "");
-        if (arg != "--max-edges" && arg != "--batch" && arg != "--repeats" && arg != "--run-ms")
+        if (arg == "--dags-only" || arg == "--double-only" || arg == "--cpu-time") {
+            (arg == "--dags-only" ? o.dags_only : arg == "--double-only" ? o.double_only : o.cpu_time) = true;
+            continue;
+        }
+        if (arg != "--max-edges" && arg != "--min-edges" && arg != "--batch" && arg != "--repeats" && arg != "--run-ms")
             usage(argv[0], "unknown argument '" + arg + "'");
         if (i + 1 >= argc) usage(argv[0], arg + " needs a value");
         const std::string text = argv[++i];
@@ -59,6 +77,7 @@ Options parse(int argc, char** argv) {
         const double v = std::strtod(text.c_str(), &end);
         if (text.empty() || *end != '\0' || !(v >= 1)) usage(argv[0], arg + ": expected a number >= 1, got '" + text + "'");
         if (arg == "--max-edges") o.max_edges = static_cast<std::size_t>(v);
+        if (arg == "--min-edges") o.min_edges = static_cast<std::size_t>(v);
         if (arg == "--batch") o.batch = static_cast<std::size_t>(v);
         if (arg == "--repeats") o.repeats = static_cast<int>(v);
         if (arg == "--run-ms") o.run_ms = v;
@@ -68,12 +87,16 @@ Options parse(int argc, char** argv) {
 
 using clock_type = std::chrono::steady_clock;
 
+bool use_cpu_time = false;  // --cpu-time
+
 double seconds_of(const std::function<void()>& f, std::size_t n) {
+    const std::clock_t c0 = std::clock();
     const auto t0 = clock_type::now();
     for (std::size_t i = 0; i < n; ++i) {
         f();
         clobber_memory();
     }
+    if (use_cpu_time) return double(std::clock() - c0) / CLOCKS_PER_SEC;
     return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
@@ -93,91 +116,96 @@ std::vector<double> time_side_by_side(const std::vector<std::function<void()>>& 
     std::vector<std::size_t> n;
     for (const auto& f : fs) n.push_back(calls_per_run(f, o.run_ms));
     std::vector<std::vector<double>> samples(fs.size());
-    for (int r = 0; r < o.repeats; ++r)
-        for (std::size_t i = 0; i < fs.size(); ++i) samples[i].push_back(seconds_of(fs[i], n[i]) / double(n[i]));
+    for (int r = 0; r < o.repeats; ++r)  // in reverse order every other run: no function always follows the same one
+        for (std::size_t k = 0; k < fs.size(); ++k) {
+            const std::size_t i = r % 2 ? fs.size() - 1 - k : k;
+            samples[i].push_back(seconds_of(fs[i], n[i]) / double(n[i]));
+        }
     std::vector<double> out;
     for (const auto& s : samples) out.push_back(median(s));
     return out;
 }
 
-template <class T>
-struct RandomDag {
-    std::size_t n_nodes, n_inputs;
-    std::vector<std::int64_t> src, dst, outputs;
-    std::vector<T> weights, alpha;
-
-    RandomDag(std::size_t edges, std::size_t in_degree, std::uint64_t seed) {
-        std::mt19937_64 rng(seed);
-        n_inputs = 64;
-        const std::size_t hidden = std::max<std::size_t>(1, edges / in_degree);
-        n_nodes = n_inputs + hidden;
-        std::uniform_real_distribution<double> w(-1.0, 1.0);
-        const double scale = std::sqrt(3.0 / double(in_degree));
-        for (std::size_t v = n_inputs; v < n_nodes; ++v)
-            for (std::size_t k = 0; k < in_degree; ++k) {
-                src.push_back(static_cast<std::int64_t>(std::uniform_int_distribution<std::size_t>(0, v - 1)(rng)));
-                dst.push_back(static_cast<std::int64_t>(v));
-                weights.push_back(static_cast<T>(scale * w(rng)));
-            }
-        for (std::size_t k = 0; k < 16; ++k) outputs.push_back(static_cast<std::int64_t>(n_nodes - 1 - k));
-        alpha.assign(outputs.size(), T(1) / T(outputs.size()));
-    }
-    mlpgrad::dag::Graph<T> graph() const {
-        using mlpgrad::VectorView;
-        return mlpgrad::dag::Graph<T>(n_nodes, n_inputs, VectorView<const std::int64_t>(src.data(), src.size()),
-                                      VectorView<const std::int64_t>(dst.data(), dst.size()),
-                                      VectorView<const T>(weights.data(), weights.size()),
-                                      VectorView<const std::int64_t>(outputs.data(), outputs.size()),
-                                      mlpgrad::MatrixView<const T>(alpha.data(), alpha.size(), 1),
-                                      mlpgrad::Activation::relu);
-    }
-};
-
-template <class T>
-void random_dags(const Options& o, const char* dtype) {
-    namespace dag = mlpgrad::dag;
-    std::printf("\nrandom DAGs, in-degree 8, %s: value_and_grad, ns per edge (median of %d runs)\n", dtype, o.repeats);
-    std::printf("%10s %8s %10s %14s   batch B = %zu ns/E\n", "E", "levels", "build ms", "single ns/E", o.batch);
-    std::vector<double> log_e, log_single, log_batch;
-    for (std::size_t E = 10000; E <= o.max_edges; E *= 10) {
-        const RandomDag<T> d(E, 8, E);
-        const auto t0 = clock_type::now();
-        const dag::Graph<T> g = d.graph();
-        const double build_ms = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
-        std::vector<T> x(g.n_inputs(), T(0.5)), gw(g.n_edges()), ga(g.n_outputs()), gx(g.n_inputs());
-        dag::Tape<T> tape;
-        const dag::GradientsView<T> out{{gw.data(), gw.size()}, {ga.data(), ga.size(), 1}, {gx.data(), gx.size()}, {}, {}, {}};
-        const std::size_t B = o.batch;
-        std::vector<T> X(B * g.n_inputs(), T(0.5)), Y(B), dY(B, T(1)), dX(B * g.n_inputs());
-        dag::BatchTape<T> btape;
-        const dag::BatchGradientsView<T> bout{{gw.data(), gw.size()}, {ga.data(), ga.size(), 1}, {dX.data(), B, g.n_inputs()}, {}};
-        const auto t = time_side_by_side(
-            {[&] { sink = dag::value_and_grad(g, mlpgrad::VectorView<const T>(x.data(), x.size()), tape, T(1), out); },
-             [&] {
-                 dag::value_and_grad_batch(g, mlpgrad::MatrixView<const T>(X.data(), B, g.n_inputs()), btape,
-                                           mlpgrad::MatrixView<T>(Y.data(), B, 1), mlpgrad::MatrixView<const T>(dY.data(), B, 1), bout);
-                 sink = Y[0];
-             }},
-            o);
-        const double e = double(g.n_edges());
-        std::printf("%10zu %8zu %10.1f %14.3f %12.3f (%.3f per edge-example)\n", g.n_edges(), g.n_levels(), build_ms,
-                    t[0] / e * 1e9, t[1] / e * 1e9, t[1] / e / double(B) * 1e9);
-        log_e.push_back(std::log(e));
-        log_single.push_back(std::log(t[0]));
-        log_batch.push_back(std::log(t[1]));
-    }
-    // Least-squares slope of log t against log E.
-    auto slope = [&](const std::vector<double>& y) {
-        const double n = double(y.size());
-        double sx = 0, sy = 0, sxx = 0, sxy = 0;
-        for (std::size_t i = 0; i < y.size(); ++i) {
-            sx += log_e[i], sy += y[i], sxx += log_e[i] * log_e[i], sxy += log_e[i] * y[i];
+// window 0: every node's in_degree sources uniform over the nodes before it; else at a distance 1 + Exp(window)
+// behind it (clipped at node 0), as python/mlpgrad/bench/dag.py draws them. 64 inputs, the last 16 nodes are the
+// outputs, edges listed by destination.
+mlpgrad_bench::DagCase random_dag(std::size_t edges, std::size_t in_degree, std::uint64_t seed, double window,
+                                  std::size_t batch, bool is_double) {
+    mlpgrad_bench::DagCase d;
+    std::mt19937_64 rng(seed);
+    d.n_inputs = 64;
+    d.batch = batch;
+    d.is_double = is_double;
+    const std::size_t hidden = std::max<std::size_t>(1, edges / in_degree);
+    d.n_nodes = d.n_inputs + hidden;
+    std::uniform_real_distribution<double> w(-1.0, 1.0);
+    std::exponential_distribution<double> distance(window > 0 ? 1.0 / window : 1.0);
+    const double scale = std::sqrt(3.0 / double(in_degree));
+    for (std::size_t v = d.n_inputs; v < d.n_nodes; ++v)
+        for (std::size_t k = 0; k < in_degree; ++k) {
+            const std::size_t s = window > 0 ? v - 1 - std::min<std::size_t>(v - 1, std::size_t(distance(rng)))
+                                             : std::uniform_int_distribution<std::size_t>(0, v - 1)(rng);
+            d.src.push_back(static_cast<std::int64_t>(s));
+            d.dst.push_back(static_cast<std::int64_t>(v));
+            d.weights.push_back(scale * w(rng));
         }
-        return (n * sxy - sx * sy) / (n * sxx - sx * sx);
-    };
-    if (log_e.size() >= 2)
-        std::printf("log-log slope of time against E: single %.3f, batch %.3f (target [0.9, 1.15])\n",
-                    slope(log_single), slope(log_batch));
+    for (std::size_t k = 0; k < std::min<std::size_t>(16, hidden); ++k)
+        d.outputs.push_back(static_cast<std::int64_t>(d.n_nodes - 1 - k));
+    d.alpha.assign(d.outputs.size(), 1.0 / double(d.outputs.size()));
+    return d;
+}
+
+// Least-squares slope of y against x.
+double slope(const std::vector<double>& x, const std::vector<double>& y) {
+    const double n = double(y.size());
+    double sx = 0, sy = 0, sxx = 0, sxy = 0;
+    for (std::size_t i = 0; i < y.size(); ++i) sx += x[i], sy += y[i], sxx += x[i] * x[i], sxy += x[i] * y[i];
+    return (n * sxy - sx * sy) / (n * sxx - sx * sx);
+}
+
+void random_dags(const Options& o, bool is_double, const char* generator, double window) {
+    const char* dtype = is_double ? "double" : "float";
+    std::printf("\n%s random DAGs, in-degree 8, %s: value_and_grad, ns per edge, B = %zu per edge and example "
+                "(median of %d runs)\n", generator, dtype, o.batch, o.repeats);
+    std::vector<double> log_e, log_t[4];
+    bool baseline = false;
+    for (std::size_t E = o.min_edges; E <= o.max_edges; E *= 10) {
+        const mlpgrad_bench::DagCase c = random_dag(E, 8, E, window, o.batch, is_double);
+        const auto t0 = clock_type::now();
+        const auto current = mlpgrad_bench::make_current_dag_pass(c);
+        const double build_ms = std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
+        const auto old = mlpgrad_bench::make_baseline_dag_pass(c);
+        if (E == o.min_edges) {
+            baseline = old != nullptr;
+            std::printf("%10s %8s %9s %10s %10s %10s %10s   %s\n", "E", "levels", "build ms", "single", "batch",
+                        baseline ? "base single" : "", baseline ? "base batch" : "",
+                        baseline ? "checksums of gradients (single, batch): same as the baseline's?" : "checksums");
+        }
+        std::vector<std::function<void()>> fs{[&] { current->single(); }, [&] { current->batch(); }};
+        if (old) {
+            fs.push_back([&] { old->single(); });
+            fs.push_back([&] { old->batch(); });
+        }
+        const auto t = time_side_by_side(fs, o);
+        const double e = double(current->n_edges()), eb = e * double(o.batch);
+        const std::uint64_t cs = current->single_checksum(), cb = current->batch_checksum();
+        std::printf("%10zu %8zu %9.1f %10.3f %10.3f", current->n_edges(), current->n_levels(), build_ms, t[0] / e * 1e9,
+                    t[1] / eb * 1e9);
+        if (old)
+            std::printf(" %10.3f %10.3f   %s %s (base/current: single %.2f, batch %.2f)\n", t[2] / e * 1e9,
+                        t[3] / eb * 1e9, cs == old->single_checksum() ? "same" : "DIFFERENT",
+                        cb == old->batch_checksum() ? "same" : "DIFFERENT", t[2] / t[0], t[3] / t[1]);
+        else
+            std::printf("   %016llx %016llx\n", static_cast<unsigned long long>(cs), static_cast<unsigned long long>(cb));
+        log_e.push_back(std::log(e));
+        for (std::size_t i = 0; i < t.size(); ++i) log_t[i].push_back(std::log(t[i]));
+    }
+    if (log_e.size() < 2) return;
+    std::printf("log-log slope of time against E: single %.3f, batch %.3f (target [0.9, 1.15])", slope(log_e, log_t[0]),
+                slope(log_e, log_t[1]));
+    if (baseline)
+        std::printf("; baseline: single %.3f, batch %.3f", slope(log_e, log_t[2]), slope(log_e, log_t[3]));
+    std::printf("\n");
 }
 
 template <class T>
@@ -237,8 +265,13 @@ void from_mlp_vs_dense(const Options& o, const char* dtype) {
 
 int main(int argc, char** argv) {
     const Options o = parse(argc, argv);
-    from_mlp_vs_dense<float>(o, "float");
-    from_mlp_vs_dense<double>(o, "double");
-    random_dags<float>(o, "float");
-    random_dags<double>(o, "double");
+    use_cpu_time = o.cpu_time;
+    if (!o.dags_only) {
+        if (!o.double_only) from_mlp_vs_dense<float>(o, "float");
+        from_mlp_vs_dense<double>(o, "double");
+    }
+    for (const auto& [generator, window] : {std::pair<const char*, double>{"uniform", 0.0}, {"local", 1024.0}}) {
+        if (!o.double_only) random_dags(o, false, generator, window);
+        random_dags(o, true, generator, window);
+    }
 }

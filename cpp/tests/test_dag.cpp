@@ -329,6 +329,9 @@ TEST_P(DagFiniteDifferences, RandomGraphs) {
 INSTANTIATE_TEST_SUITE_P(BothDtypes, DagFiniteDifferences, ::testing::Values(Dtype::float32, Dtype::float64),
                          [](const auto& info) { return dtype_name(info.param); });
 
+template <class T>
+OwnedDag<T> renumbered_topologically(const OwnedDag<T>& d);
+
 // ---- Batches are sums of single examples ------------------------------------------------------------------
 
 template <class T>
@@ -373,6 +376,68 @@ TEST(DagBatch, IsTheSumOfSingleExamples) {
         check_batch_is_sum_of_singles<float>(shape, B, B);
         check_batch_is_sum_of_singles<double>(shape, B, B);
     }
+}
+
+// Examples in one register tile of the batch kernels: the longest rows the batch passes prefetch.
+template <class T>
+constexpr std::size_t tile_examples = dag::detail::tile_vectors * mlpgrad::simd::Vec<T>::size;
+
+// Graphs whose Z rows outgrow L2, so that the batch passes prefetch their gathers (dag/prefetch.hpp): the
+// prefetching path must be as right as the plain one (prefetch changes no value, but it runs other code).
+TEST(DagBatch, PrefetchingPassesAreTheSumOfSingleExamples) {
+    const DagShape shape{16, 40000, 8, 3, 1, true, false, Activation::relu};
+    ASSERT_TRUE(dag::detail::batch_prefetch_pays(random_dag<double>(shape, 1).graph(), tile_examples<double>));
+    ASSERT_TRUE(dag::detail::batch_prefetch_pays(random_dag<float>(shape, 1).graph(), tile_examples<float>));
+    for (std::size_t B : {9, 16}) {  // B = 16 is the register tile of double with AVX, 9 a partial one
+        SCOPED_TRACE("B = " + std::to_string(B));
+        check_batch_is_sum_of_singles<float>(shape, B, B);
+        check_batch_is_sum_of_singles<double>(shape, B, B);
+    }
+    check_batch_is_sum_of_singles<float>(shape, tile_examples<float>, 3);
+    check_batch_is_sum_of_singles<double>(shape, tile_examples<double>, 3);
+}
+
+// The prefetches pay only where the gathers miss L2 and each edge's work is short (batch_prefetch_pays):
+// never for a graph in cache, nor for rows longer than a register tile.
+TEST(DagBatch, PrefetchOnlyWhereItPays) {
+    const DagShape small{16, 1000, 8, 3, 1, false, false, Activation::relu};
+    const DagShape big{16, 40000, 8, 3, 1, false, false, Activation::relu};
+    const std::size_t B = tile_examples<double>;
+    EXPECT_FALSE(dag::detail::batch_prefetch_pays(random_dag<double>(small, 1).graph(), B));
+    EXPECT_TRUE(dag::detail::batch_prefetch_pays(random_dag<double>(big, 1).graph(), B));
+    EXPECT_FALSE(dag::detail::batch_prefetch_pays(random_dag<double>(big, 1).graph(), 4 * B));
+}
+
+// BackwardLookahead yields the sources of the slots prefetch_distance ahead of the backward pass, in its
+// order (levels from the last, slots in order within each), then `none`; restart(l) puts it ahead of level l.
+template <class T>
+void check_backward_lookahead(const dag::Graph<T>& g) {
+    std::vector<std::size_t> order;  // source positions, in the order the backward passes visit the slots
+    std::vector<std::size_t> level_start;
+    for (std::size_t l = g.n_levels(); l-- > 1;) {
+        level_start.push_back(order.size());
+        for (std::size_t i = g.in_begin(g.level_begin(l)); i < g.in_begin(g.level_begin(l + 1)); ++i)
+            order.push_back(g.slot_source(i));
+    }
+    const std::size_t d = dag::detail::prefetch_distance;
+    dag::detail::BackwardLookahead<T> ahead(g);
+    for (std::size_t k = d; k < order.size(); ++k) ASSERT_EQ(ahead.next(), order[k]) << "slot " << k;
+    EXPECT_EQ(ahead.next(), ahead.none);
+    EXPECT_EQ(ahead.next(), ahead.none);
+    for (std::size_t l : {g.n_levels() / 2, std::size_t(1)}) {
+        ahead.restart(l);
+        const std::size_t k0 = level_start[g.n_levels() - 1 - l] + d;
+        for (std::size_t k = k0; k < std::min(order.size(), k0 + 3 * d); ++k)
+            ASSERT_EQ(ahead.next(), order[k]) << "after restart(" << l << "), slot " << k;
+    }
+}
+
+TEST(DagBatch, BackwardLookaheadRunsAheadOfTheBackwardPass) {
+    const OwnedDag<double> d = random_dag<double>({4, 300, 8, 3, 1, false, false, Activation::relu}, 5);
+    SCOPED_TRACE("levels by longest path");
+    check_backward_lookahead(d.graph());
+    SCOPED_TRACE("ids in topological order");
+    check_backward_lookahead(renumbered_topologically(d).graph());
 }
 
 // ---- Malformed graphs and arguments -----------------------------------------------------------------------

@@ -192,6 +192,16 @@ inline void prefetch_for_write(const void* p) {
 #endif
 }
 
+// Asks for the cache line at p ahead of a read (a gather the hardware prefetchers cannot predict, whose address
+// is known some iterations early): a hint only, nothing on compilers without it.
+inline void prefetch_for_read(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+    __builtin_prefetch(p, 0, 3);
+#else
+    (void)p;
+#endif
+}
+
 // a·b + c; compilers contract it to one FMA where the target has one (no -ffast-math needed).
 template <class T>
 inline Vec<T> fma(Vec<T> a, Vec<T> b, Vec<T> c) {
