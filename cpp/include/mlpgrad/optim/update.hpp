@@ -102,8 +102,13 @@ struct StepArray {
 template <class T>
 void require_disjoint_writes(std::vector<StepArray<T>> arrays) {
     const std::less<const T*> before;
-    std::sort(arrays.begin(), arrays.end(),
-              [&](const StepArray<T>& a, const StepArray<T>& b) { return before(a.view.data, b.view.data); });
+    // Ties (arrays at one address) in the order of their parameters, written before read: the message of
+    // a given set of arrays does not depend on the sort.
+    std::sort(arrays.begin(), arrays.end(), [&](const StepArray<T>& a, const StepArray<T>& b) {
+        if (a.view.data != b.view.data) return before(a.view.data, b.view.data);
+        if (a.index != b.index) return a.index < b.index;
+        return a.written > b.written;
+    });
     const StepArray<T>* furthest = nullptr;          // of every array so far, the one that ends last
     const StepArray<T>* furthest_written = nullptr;  // of the written ones
     const auto name = [](const StepArray<T>& a) { return mlpgrad::detail::argument_name(a.name, a.index); };
