@@ -4,6 +4,7 @@
 #include "test_support.hpp"
 
 #include <cstring>
+#include <random>
 
 namespace mlpgrad_test {
 namespace {
@@ -226,6 +227,93 @@ TEST(OptimErrors, SizesAndAliasing) {
     // Without momentum the velocity is not used: an empty one is fine.
     mlpgrad::optim::sgd_update<float>(mview(theta), cview(grad), VectorView<float>{}, SgdOptions{0.5, 0, false, 0}, 1);
     EXPECT_EQ(theta, std::vector<float>(8, 0.5f));
+}
+
+// A whole step (sgd_step, adam_step) over arrays of several sizes: each array bit for bit what its own
+// update gives.
+template <class T>
+void whole_step_is_the_per_array_updates() {
+    const std::vector<std::size_t> sizes{37, 1, 256, 5};
+    std::mt19937 rng(7);
+    std::normal_distribution<double> normal;
+    const auto random_vector = [&](std::size_t n) {
+        std::vector<T> x(n);
+        for (T& e : x) e = T(normal(rng));
+        return x;
+    };
+    std::vector<std::vector<T>> theta, grad;
+    for (std::size_t n : sizes) {
+        theta.push_back(random_vector(n));
+        grad.push_back(random_vector(n));
+    }
+    const auto zeros = [&] {
+        std::vector<std::vector<T>> z;
+        for (std::size_t n : sizes) z.emplace_back(n, T(0));
+        return z;
+    };
+    const auto same_bits = [](const std::vector<std::vector<T>>& a, const std::vector<std::vector<T>>& b) {
+        for (std::size_t i = 0; i < a.size(); ++i)
+            if (std::memcmp(a[i].data(), b[i].data(), a[i].size() * sizeof(T)) != 0) return false;
+        return true;
+    };
+    const SgdOptions sgd{0.05, 0.9, true, 0.01};
+    auto theta_step = theta, theta_each = theta, velocity_step = zeros(), velocity_each = zeros();
+    const AdamOptions adam{0.01, 0.8, 0.99, 1e-6, 0.05, true};
+    auto adam_step_theta = theta, adam_each_theta = theta, m_step = zeros(), v_step = zeros(), m_each = zeros(),
+         v_each = zeros();
+    for (std::size_t step = 1; step <= 3; ++step) {
+        std::vector<mlpgrad::optim::SgdArrays<T>> sgd_arrays;
+        std::vector<mlpgrad::optim::AdamArrays<T>> adam_arrays;
+        for (std::size_t i = 0; i < sizes.size(); ++i) {
+            sgd_arrays.push_back({mview(theta_step[i]), cview(grad[i]), mview(velocity_step[i])});
+            mlpgrad::optim::sgd_update<T>(mview(theta_each[i]), cview(grad[i]), mview(velocity_each[i]), sgd, step);
+            adam_arrays.push_back({mview(adam_step_theta[i]), cview(grad[i]), mview(m_step[i]), mview(v_step[i])});
+            mlpgrad::optim::adam_update<T>(mview(adam_each_theta[i]), cview(grad[i]), mview(m_each[i]), mview(v_each[i]),
+                                           adam, step);
+        }
+        mlpgrad::optim::sgd_step<T>(sgd_arrays, sgd, step);
+        mlpgrad::optim::adam_step<T>(adam_arrays, adam, step);
+        EXPECT_TRUE(same_bits(theta_step, theta_each)) << "sgd step " << step;
+        EXPECT_TRUE(same_bits(velocity_step, velocity_each)) << "sgd step " << step;
+        EXPECT_TRUE(same_bits(adam_step_theta, adam_each_theta)) << "adam step " << step;
+        EXPECT_TRUE(same_bits(m_step, m_each) && same_bits(v_step, v_each)) << "adam step " << step;
+        EXPECT_FALSE(same_bits(theta_step, theta)) << "the step changed nothing";
+    }
+}
+
+TEST(Optim, WholeStepIsThePerArrayUpdatesFloat) { whole_step_is_the_per_array_updates<float>(); }
+TEST(Optim, WholeStepIsThePerArrayUpdatesDouble) { whole_step_is_the_per_array_updates<double>(); }
+
+TEST(OptimErrors, WholeStepChecksEveryArrayBeforeWritingAny) {
+    std::vector<float> a(8, 1.0f), b(8, 1.0f), c(8, 1.0f), ga(8, 1.0f), gb(8, 1.0f), va(8, 0.0f), vb(8, 0.0f);
+    const auto before = std::vector<std::vector<float>>{a, b, c, va, vb};
+    const auto unchanged = [&] { return std::vector<std::vector<float>>{a, b, c, va, vb} == before; };
+    const SgdOptions momentum{0.1, 0.9, false, 0};
+    using Arrays = std::vector<mlpgrad::optim::SgdArrays<float>>;
+    const auto step = [&](const Arrays& arrays) { mlpgrad::optim::sgd_step<float>(arrays, momentum, 1); };
+    // The last parameter is wrong: the first two must not have been updated.
+    EXPECT_TRUE(throws_exactly<std::invalid_argument>(
+        [&] { step({{mview(a), cview(ga), mview(va)}, {mview(b), cview(gb), mview(vb)}, {mview(c), {ga.data(), 7}, mview(vb)}}); },
+        "grads[2] has shape (7,)"));
+    EXPECT_TRUE(throws_exactly<std::invalid_argument>(
+        [&] { step({{mview(a), cview(ga), mview(va)}, {mview(b), cview(gb), {vb.data(), 3}}}); }, "velocities[1]"));
+    // A velocity over another parameter, a parameter over another's gradient: refused across parameters too.
+    EXPECT_TRUE(throws_exactly<std::invalid_argument>(
+        [&] { step({{mview(a), cview(ga), mview(va)}, {mview(b), cview(gb), mview(a)}}); },
+        "params[0] and velocities[1]"));
+    EXPECT_TRUE(throws_exactly<std::invalid_argument>(
+        [&] { step({{mview(a), cview(ga), mview(va)}, {mview(b), cview(a), mview(vb)}}); },
+        "params[0] and grads[1]"));
+    EXPECT_TRUE(throws_exactly<std::invalid_argument>(
+        [&] { step({{mview(a), cview(ga), mview(va)}, {{a.data() + 4, 4}, {gb.data(), 4}, {vb.data(), 4}}}); },
+        "params[0] and params[1]"));
+    EXPECT_TRUE(throws_exactly<std::invalid_argument>(
+        [&] { mlpgrad::optim::sgd_step<float>({{mview(a), cview(ga), mview(va)}}, momentum, 0); }, "step"));
+    EXPECT_TRUE(unchanged());
+    // Gradients are only read: two parameters may share one.
+    step({{mview(a), cview(ga), mview(va)}, {mview(b), cview(ga), mview(vb)}});
+    EXPECT_EQ(a, b);
+    EXPECT_EQ(a, std::vector<float>(8, 0.9f));
 }
 
 }  // namespace

@@ -2,9 +2,9 @@
 
 ``opt.step(grads)`` takes a ``Gradients`` object (from ``net.value_and_grad_batch(..., out=grads)`` or any
 other backward pass of this network) and updates every parameter array of the network **in place** — the
-very arrays the network views, so the next call sees them; nothing is copied or re-allocated. Each array
-is updated in one fused pass in C++ (``cpp/include/mlpgrad/optim/``), with the GIL released for large
-arrays; the optimiser's state (velocity; first and second moments) is allocated once, when the optimiser is
+very arrays the network views, so the next call sees them; nothing is copied or re-allocated. One call into
+C++ per step updates every array, each in one fused pass (``cpp/include/mlpgrad/optim/``), after checking
+all of them, with the GIL released once for a large network; the optimiser's state (velocity; first and second moments) is allocated once, when the optimiser is
 made.
 
 The updates are PyTorch's documented algorithms (``torch.optim.SGD``, ``torch.optim.Adam``,
@@ -120,9 +120,10 @@ def _flag(name: str, value) -> bool:
 class _Optimizer:
     """What SGD and Adam share: the network's parameters, the step count, the check of ``grads``.
 
-    A subclass gives ``_kernel`` (the binding's update of one array), ``_check`` (the binding's range check
-    of the hyperparameters), ``_state_arguments(state)`` (its state arrays for one parameter, in the kernel's
-    order) and ``_options()`` (its hyperparameters, lr first, in the order of both ``_kernel`` and ``_check``).
+    A subclass gives ``_step_function`` (the binding's update of every array of a step in one call),
+    ``_check`` (the binding's range check of the hyperparameters), ``_state_arguments(states)`` (its state
+    arrays, one tuple per field over the parameters, in the step function's order) and ``_options()`` (its
+    hyperparameters, lr first, in the order of both ``_step_function`` and ``_check``).
     """
 
     _state_names: Tuple[str, ...] = ()
@@ -139,7 +140,7 @@ class _Optimizer:
             name: {field: np.zeros_like(p) for field in self._state_names} for name, p in self._params}
         #: The number of steps taken so far.
         self.steps = 0
-        self._checked: Optional[Tuple[Any, list, List[tuple]]] = None
+        self._checked: Optional[Tuple[Any, list, tuple]] = None
 
     @property
     def lr(self) -> float:
@@ -160,34 +161,40 @@ class _Optimizer:
                     raise ValueError(f"the network's {name_a} and {name_b} share memory; an optimiser updates each "
                                      "parameter array on its own and needs them separate")
 
-    def _calls(self, grads) -> List[tuple]:
-        """The kernel's array arguments for every parameter, (param, grad, *state), checked: once per
-        Gradients object for what cannot change, on every step for writeability."""
+    def _calls(self, grads) -> tuple:
+        """The step function's array arguments, (params, grads, *states), each a tuple with one array per
+        parameter, checked once per Gradients object for what cannot change (the binding checks the rest,
+        writeability included, on every step)."""
         if self._checked is not None and self._checked[0] is grads:
-            pairs, calls = self._checked[1], self._checked[2]
-        else:
-            pairs = _parameters(self.net, grads)
-            for name, p, g in pairs:
-                for other_name, q, _ in pairs:
-                    if np.may_share_memory(g, q) and np.shares_memory(g, q):
-                        raise ValueError(f"grads.{name} shares memory with the network's {other_name}; gradients "
-                                         "must not be written over the parameters")
-            calls = [(p, g) + self._state_arguments(self.state[name]) for name, p, g in pairs]
-            # A Gradients object's arrays are fixed at construction, so the check holds for its lifetime
-            # (kept alive here, so that its identity cannot be reused).
-            self._checked = (grads, pairs, calls) if isinstance(grads, _core.Gradients) else None
-        for name, p, _ in pairs:
+            return self._checked[2]
+        pairs = _parameters(self.net, grads)
+        for name, p, g in pairs:
+            for other_name, q, _ in pairs:
+                if np.may_share_memory(g, q) and np.shares_memory(g, q):
+                    raise ValueError(f"grads.{name} shares memory with the network's {other_name}; gradients "
+                                     "must not be written over the parameters")
+        arguments = (tuple(p for _, p, _ in pairs), tuple(g for _, _, g in pairs)) + self._state_arguments(
+            [self.state[name] for name, _, _ in pairs])
+        # A Gradients object's arrays are fixed at construction, so the check holds for its lifetime
+        # (kept alive here, so that its identity cannot be reused).
+        self._checked = (grads, pairs, arguments) if isinstance(grads, _core.Gradients) else None
+        return arguments
+
+    def _name_read_only_parameter(self) -> None:
+        """ValueError naming the network's first read-only parameter, if there is one."""
+        for name, p in self._params:
             if not p.flags.writeable:
                 raise ValueError(f"the network's {name} is read-only; the optimiser updates it in place")
-        return calls
 
     def step(self, grads) -> None:
         """Update every parameter array of the network in place from ``grads`` (a ``Gradients``)."""
-        calls = self._calls(grads)  # every check before any write
+        arguments = self._calls(grads)
+        try:  # one call for every array: all of them checked before any is written
+            self._step_function(*arguments, *self._options(), self.steps + 1)
+        except ValueError:
+            self._name_read_only_parameter()  # the binding's message names params[i]; this one names it
+            raise
         self.steps += 1
-        kernel, options, step = self._kernel, self._options(), self.steps
-        for arrays in calls:
-            kernel(*arrays, *options, step)
 
 
 class SGD(_Optimizer):
@@ -211,11 +218,13 @@ class SGD(_Optimizer):
     nesterov = property(lambda self: self._nesterov, doc="Nesterov momentum or not (fixed).")
     weight_decay = property(lambda self: self._weight_decay, doc="λ (fixed).")
 
-    _kernel, _check = staticmethod(_core._sgd_update), staticmethod(_core._sgd_check)
+    _step_function, _check = staticmethod(_core._sgd_step), staticmethod(_core._sgd_check)
 
     @staticmethod
-    def _state_arguments(state):
-        return (state.get("velocity"),)  # None without momentum
+    def _state_arguments(states):
+        if not states[0]:
+            return (None,)  # no velocity without momentum
+        return (tuple(state["velocity"] for state in states),)
 
     def _options(self):
         return self._lr, self._momentum, self._nesterov, self._weight_decay
@@ -253,11 +262,11 @@ class Adam(_Optimizer):
     weight_decay = property(lambda self: self._weight_decay, doc="λ (fixed).")
     decoupled = property(lambda self: self._decoupled, doc="AdamW (decoupled weight decay) or Adam (L2) (fixed).")
 
-    _kernel, _check = staticmethod(_core._adam_update), staticmethod(_core._adam_check)
+    _step_function, _check = staticmethod(_core._adam_step), staticmethod(_core._adam_check)
 
     @staticmethod
-    def _state_arguments(state):
-        return state["m"], state["v"]
+    def _state_arguments(states):
+        return tuple(state["m"] for state in states), tuple(state["v"] for state in states)
 
     def _options(self):
         return self._lr, self._betas[0], self._betas[1], self._eps, self._weight_decay, self._decoupled

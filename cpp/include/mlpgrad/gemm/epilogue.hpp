@@ -77,7 +77,7 @@ struct TimesDerivative {
 
     void operator()(MatrixView<T> C, std::size_t row, std::size_t col, std::size_t m, std::size_t n) const {
         using simd::Vec;
-        constexpr std::size_t NR = RegisterBlock<T>::nr, V = RegisterBlock<T>::vector;
+        constexpr std::size_t V = RegisterBlock<T>::vector;
         for (std::size_t i = row; i < row + m; ++i) {
             T* d = C.row(i) + col;
             const T* u = U.row(i) + col;
@@ -86,13 +86,31 @@ struct TimesDerivative {
             if constexpr (A == Activation::relu)  // σ'(u) = [u ≥ 0] in vector registers, the same products
                 for (; j + V <= n; j += V) (Vec<T>::load(d + j) * nonnegative_step(Vec<T>::load(u + j))).store(d + j);
             for (; j < n; ++j) d[j] *= activation_traits<A>::derivative(u[j], z[j]);
-            if (row_partials == nullptr) continue;
-            // col is a multiple of nr (a tile), or 0 with n = N (a product with K = 0).
-            for (std::size_t j0 = 0; j0 < n; j0 += NR) {
-                T sum = T(0);
-                for (std::size_t j = j0; j < std::min(n, j0 + NR); ++j) sum += d[j];
-                row_partials[i * partials_per_row + (col + j0) / NR] = sum;
+        }
+        if (row_partials == nullptr) return;
+        // The rows of a whole register tile side by side: mr chains of additions in flight instead of one.
+        constexpr std::size_t MR = RegisterBlock<T>::mr;
+        std::size_t i = row;
+        for (; i + MR <= row + m; i += MR) sum_rows<MR>(C, i, col, n);
+        for (; i < row + m; ++i) sum_rows<1>(C, i, col, n);
+    }
+
+  private:
+    // row_partials for rows i..i+R of the region: each the sum of its row over one tile column, from 0 and in
+    // order (col is a multiple of nr, or 0 with n = N for a product with K = 0).
+    template <std::size_t R>
+    void sum_rows(MatrixView<T> C, std::size_t i, std::size_t col, std::size_t n) const {
+        constexpr std::size_t NR = RegisterBlock<T>::nr;
+        for (std::size_t j0 = 0; j0 < n; j0 += NR) {
+            T sum[R];
+            MLPGRAD_UNROLL
+            for (std::size_t r = 0; r < R; ++r) sum[r] = T(0);
+            for (std::size_t j = j0; j < std::min(n, j0 + NR); ++j) {
+                MLPGRAD_UNROLL
+                for (std::size_t r = 0; r < R; ++r) sum[r] += C.row(i + r)[col + j];
             }
+            MLPGRAD_UNROLL
+            for (std::size_t r = 0; r < R; ++r) row_partials[(i + r) * partials_per_row + (col + j0) / NR] = sum[r];
         }
     }
 };

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <cstddef>
 #include <type_traits>
+#include <utility>
+#include <vector>
 
 #include "../views.hpp"
 #include "update.hpp"
@@ -140,6 +142,38 @@ void adam_update(VectorView<T> param, VectorView<const T> grad, VectorView<T> m,
     detail::require_same_size(v, param.size, "v");
     detail::require_disjoint<T>({{"param", param}, {"grad", grad}, {"m", m}, {"v", v}});
     unchecked::adam_update(param, grad, m, v, options, step);
+}
+
+// The arrays of one parameter in adam_step(): θ, its gradient and its two moment estimates.
+template <class T>
+struct AdamArrays {
+    VectorView<T> param;
+    VectorView<const T> grad;
+    VectorView<T> m, v;
+};
+
+// adam_update() of every parameter of a network in one call, each bit for bit as adam_update() alone.
+// Throws std::invalid_argument, before writing anything, for what adam_update() refuses and for a parameter
+// or a moment estimate that shares memory with any other array of the step (gradients may share memory with
+// each other: they are only read).
+template <class T>
+void adam_step(const std::vector<AdamArrays<T>>& arrays, const AdamOptions& options, std::size_t step) {
+    options.validate();
+    detail::require_step(step);
+    std::vector<detail::StepArray<T>> all;
+    all.reserve(4 * arrays.size());
+    for (std::size_t i = 0; i < arrays.size(); ++i) {
+        const AdamArrays<T>& a = arrays[i];
+        mlpgrad::detail::require_size(a.grad, a.param.size, "grads", i);
+        mlpgrad::detail::require_size(a.m, a.param.size, "m", i);
+        mlpgrad::detail::require_size(a.v, a.param.size, "v", i);
+        all.push_back({a.param, "params", i, true});
+        all.push_back({a.grad, "grads", i, false});
+        all.push_back({a.m, "m", i, true});
+        all.push_back({a.v, "v", i, true});
+    }
+    detail::require_disjoint_writes(std::move(all));
+    for (const AdamArrays<T>& a : arrays) unchecked::adam_update(a.param, a.grad, a.m, a.v, options, step);
 }
 
 }  // namespace optim

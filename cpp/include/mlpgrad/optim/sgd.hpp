@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <stdexcept>
 #include <type_traits>
+#include <vector>
 
 #include "../views.hpp"
 #include "update.hpp"
@@ -130,6 +131,39 @@ void sgd_update(VectorView<T> param, VectorView<const T> grad, VectorView<T> vel
         detail::require_disjoint<T>({{"param", param}, {"grad", grad}});
     }
     unchecked::sgd_update(param, grad, velocity, options, step);
+}
+
+// The arrays of one parameter in sgd_step(): θ, its gradient and its velocity (empty without momentum).
+template <class T>
+struct SgdArrays {
+    VectorView<T> param;
+    VectorView<const T> grad;
+    VectorView<T> velocity;
+};
+
+// sgd_update() of every parameter of a network in one call, each bit for bit as sgd_update() alone. Throws
+// std::invalid_argument, before writing anything, for what sgd_update() refuses and for a parameter or a
+// velocity that shares memory with any other array of the step (gradients may share memory with each
+// other: they are only read).
+template <class T>
+void sgd_step(const std::vector<SgdArrays<T>>& arrays, const SgdOptions& options, std::size_t step) {
+    options.validate();
+    detail::require_step(step);
+    const bool momentum = options.momentum != 0;
+    std::vector<detail::StepArray<T>> all;
+    all.reserve(3 * arrays.size());
+    for (std::size_t i = 0; i < arrays.size(); ++i) {
+        const SgdArrays<T>& a = arrays[i];
+        mlpgrad::detail::require_size(a.grad, a.param.size, "grads", i);
+        all.push_back({a.param, "params", i, true});
+        all.push_back({a.grad, "grads", i, false});
+        if (momentum) {
+            mlpgrad::detail::require_size(a.velocity, a.param.size, "velocities", i);
+            all.push_back({a.velocity, "velocities", i, true});
+        }
+    }
+    detail::require_disjoint_writes(std::move(all));
+    for (const SgdArrays<T>& a : arrays) unchecked::sgd_update(a.param, a.grad, a.velocity, options, step);
 }
 
 }  // namespace optim

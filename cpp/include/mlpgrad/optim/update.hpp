@@ -3,6 +3,7 @@
 // textbook formula evaluated one NumPy operation at a time.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
@@ -11,6 +12,8 @@
 #include <limits>
 #include <stdexcept>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "../views.hpp"
 
@@ -79,6 +82,48 @@ void require_disjoint(std::initializer_list<std::pair<const char*, VectorView<co
                 throw std::invalid_argument(std::string(a->first) + " and " + b->first +
                                             " overlap in memory; an update needs separate arrays");
         }
+}
+
+// One array of a whole-network step for require_disjoint_writes(): its memory, its name (for the
+// message) and whether the step writes it.
+template <class T>
+struct StepArray {
+    VectorView<const T> view;
+    const char* name;
+    std::size_t index;  // the parameter it belongs to: the message says name[index]
+    bool written;
+};
+
+// Throws std::invalid_argument if an array that the step writes shares memory with any other array of the
+// step (arrays that are only read, the gradients, may share memory with each other): each element is read
+// and written once, so an update that wrote memory another update reads would depend on their order. One
+// sweep over the arrays sorted by address: an array overlaps an earlier one iff it starts before the
+// furthest end reached so far (by any array if it is written, by a written one if it is only read).
+template <class T>
+void require_disjoint_writes(std::vector<StepArray<T>> arrays) {
+    const std::less<const T*> before;
+    // Ties (arrays at one address) in the order of their parameters, written before read: the message of
+    // a given set of arrays does not depend on the sort.
+    std::sort(arrays.begin(), arrays.end(), [&](const StepArray<T>& a, const StepArray<T>& b) {
+        if (a.view.data != b.view.data) return before(a.view.data, b.view.data);
+        if (a.index != b.index) return a.index < b.index;
+        return a.written > b.written;
+    });
+    const StepArray<T>* furthest = nullptr;          // of every array so far, the one that ends last
+    const StepArray<T>* furthest_written = nullptr;  // of the written ones
+    const auto name = [](const StepArray<T>& a) { return mlpgrad::detail::argument_name(a.name, a.index); };
+    const auto ends_after = [&](const StepArray<T>* a, const T* p) { return a && before(p, a->view.data + a->view.size); };
+    for (const StepArray<T>& a : arrays) {
+        if (a.view.size == 0) continue;
+        const StepArray<T>* other = a.written ? furthest : furthest_written;
+        if (ends_after(other, a.view.data))
+            throw std::invalid_argument(name(*other) + " and " + name(a) +
+                                        " overlap in memory; a step needs separate arrays");
+        if (!furthest || before(furthest->view.data + furthest->view.size, a.view.data + a.view.size)) furthest = &a;
+        if (a.written && (!furthest_written || before(furthest_written->view.data + furthest_written->view.size,
+                                                      a.view.data + a.view.size)))
+            furthest_written = &a;
+    }
 }
 
 }  // namespace detail
