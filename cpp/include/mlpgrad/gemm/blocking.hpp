@@ -15,7 +15,7 @@ namespace gemm {
 // (4 × 2 on current x86) independent chains hide the latency. With 16 vector registers (AVX2, SSE2):
 // 6 × 2 = 12 accumulators + 3 = 15 registers, 6 × 16 for float and 6 × 8 for double on AVX2. With 32
 // (AVX-512VL, AArch64): 6 × 4 = 24 + 5 = 29, which loads 10 values per 24 FMAs instead of 8 per 12 (measured
-// on this Zen 4 machine against 6 × 2 and 8 × 2: README, "Batches: the packed GEMM and threads").
+// against 6 × 2 on Zen 4: README, "Batches: the packed GEMM and threads").
 template <class T>
 struct RegisterBlock {
     static constexpr std::size_t vector = simd::Vec<T>::size;
