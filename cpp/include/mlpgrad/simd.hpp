@@ -20,6 +20,16 @@
 #endif
 #endif
 
+// The number of vector registers the compiler may allocate: AVX-512VL gives 32 ymm registers to code that
+// uses 32-byte vectors, AArch64 has 32 SIMD registers.
+#if !defined(MLPGRAD_SIMD_REGISTERS)
+#if defined(__AVX512VL__) || defined(__aarch64__)
+#define MLPGRAD_SIMD_REGISTERS 32
+#else
+#define MLPGRAD_SIMD_REGISTERS 16
+#endif
+#endif
+
 // Micro-kernels are kept out of line: inlined into a caller, GCC re-allocates their registers around
 // the caller's code and can lose half their speed (measured: backward_batch 1.7× slower when inlined).
 #if defined(__GNUC__) || defined(__clang__)

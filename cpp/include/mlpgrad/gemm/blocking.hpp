@@ -11,13 +11,15 @@ namespace mlpgrad {
 namespace gemm {
 
 // The register block: the micro-kernel keeps an mr × nr tile of C in mr · nv vector registers, nr = nv · V.
-// With 16 vector registers (AVX2, SSE2, NEON has 32): mr · nv accumulators + nv values of B + 1 broadcast
-// of A must fit, and mr · nv ≥ FMA latency × FMA ports (4 × 2 on current x86) independent chains hide the
-// latency: 6 × 2 = 12 accumulators + 3 = 15 registers. That is 6 × 16 for float, 6 × 8 for double on AVX2.
+// mr · nv accumulators + nv values of B + 1 broadcast of A must fit, and mr · nv ≥ FMA latency × FMA ports
+// (4 × 2 on current x86) independent chains hide the latency. With 16 vector registers (AVX2, SSE2):
+// 6 × 2 = 12 accumulators + 3 = 15 registers, 6 × 16 for float and 6 × 8 for double on AVX2. With 32
+// (AVX-512VL, AArch64): 6 × 4 = 24 + 5 = 29, which loads 10 values per 24 FMAs instead of 8 per 12 (measured
+// against 6 × 2 on Zen 4: README, "Batches: the packed GEMM and threads").
 template <class T>
 struct RegisterBlock {
     static constexpr std::size_t vector = simd::Vec<T>::size;
-    static constexpr std::size_t nv = 2;
+    static constexpr std::size_t nv = MLPGRAD_SIMD_REGISTERS >= 32 ? 4 : 2;
     static constexpr std::size_t mr = 6;
     static constexpr std::size_t nr = nv * vector;
 };
@@ -56,7 +58,8 @@ inline std::size_t round_down(std::size_t n, std::size_t multiple, std::size_t a
 //   nc = (L3 / (2 · sharers)) / (kc · sizeof T) the kc × nc panel of B in this core's half share of L3,
 //                                              rounded down to nr.
 // For AVX2 and the default caches: float kc = 256, mc = 510, nc = 8192; double kc = 256, mc = 252, nc = 4096
-// (BLIS's Haswell/Zen kernels use kc = 256 too). kc is also what keeps float32 sums accurate: each in-register
+// (BLIS's Haswell/Zen kernels use kc = 256 too); with the 6 × 4-vector block of 32 registers, kc = 128,
+// mc = 1020 (float) / 510 (double), nc = 16,384 / 8,192. kc is also what keeps float32 sums accurate: each in-register
 // sum has at most kc terms, and the partial sums of the K / kc blocks are added to C in order.
 template <class T>
 Blocking blocking_for(const CacheSizes& caches = {}) {

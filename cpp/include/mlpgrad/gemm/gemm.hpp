@@ -169,7 +169,7 @@ void multiply_part(Operand<T> A, Operand<T> B, MatrixView<T> C, Update update, c
                 if (pack_a) gemm::pack_a(A, ic, m, k0, kc, a_buffer);
                 for (std::size_t jr = 0; jr < n; jr += NR) {
                     const std::size_t w = std::min(NR, n - jr);
-                    const T* b_panel = b_buffer + jr * kc;
+                    const T* b_panel = b_buffer + jr / NR * b_panel_stride<T>(kc);
                     for (std::size_t ir = 0; ir < m; ir += MR) {
                         const std::size_t h = std::min(MR, m - ir), row = ic + ir, col = jc + jr;
                         T* c = C.row(row) + col;
@@ -248,7 +248,8 @@ Plan plan(const Operand<T>& A, std::size_t N, const Settings<T>& settings) {
     const std::size_t rows = ceil_div(ceil_div(M, b.mr), p.grid.pm) * b.mr;
     const std::size_t cols = ceil_div(ceil_div(N, b.nr), p.grid.pn) * b.nr;
     p.a_size = p.pack_a ? ceil_div(std::min(b.mc, rows) * kc, line) * line : 0;
-    p.b_size = ceil_div(std::min(b.nc, cols) * kc, line) * line;
+    // Room for the longest depth block's panels; a shorter block's stride is at most kc · nr + one line.
+    p.b_size = ceil_div(std::min(b.nc, cols) / b.nr * (kc * b.nr + line), line) * line;
     return p;
 }
 

@@ -1,7 +1,9 @@
 // The micro-kernel: one mr × nr tile of C from kc rank-1 updates, with the whole tile in vector registers.
 #pragma once
 
+#include <algorithm>
 #include <cstddef>
+#include <utility>
 
 #include "../simd.hpp"
 #include "blocking.hpp"
@@ -68,17 +70,17 @@ MLPGRAD_NOINLINE void microkernel(std::size_t kc, const T* a, std::size_t a_row,
 template <class T>
 using Microkernel = void (*)(std::size_t, const T*, std::size_t, std::size_t, const T*, T*, std::size_t, bool);
 
+namespace detail {
+template <class T, std::size_t... R>
+Microkernel<T> unpacked_microkernel_of(std::size_t m, std::index_sequence<R...>) {
+    static constexpr Microkernel<T> kernels[] = {&microkernel<T, R + 1, false>...};
+    return kernels[std::min(m, sizeof...(R)) - 1];
+}
+}  // namespace detail
+
 template <class T>
 Microkernel<T> unpacked_microkernel(std::size_t m) {
-    static_assert(RegisterBlock<T>::mr == 6, "one entry per row count");
-    switch (m) {
-        case 1: return &microkernel<T, 1, false>;
-        case 2: return &microkernel<T, 2, false>;
-        case 3: return &microkernel<T, 3, false>;
-        case 4: return &microkernel<T, 4, false>;
-        case 5: return &microkernel<T, 5, false>;
-        default: return &microkernel<T, 6, false>;
-    }
+    return detail::unpacked_microkernel_of<T>(std::max<std::size_t>(m, 1), std::make_index_sequence<RegisterBlock<T>::mr>{});
 }
 
 }  // namespace gemm

@@ -35,13 +35,22 @@ Operand<T> transposed(MatrixView<const T> m) {
     return operand(m).transposed();
 }
 
-// B(k0.., j0..) of kc × n into ⌈n / nr⌉ micro-panels of kc × nr: dst[p · kc · nr + k · nr + j] =
-// B(k0 + k, j0 + p · nr + j), zero past column n so the micro-kernel always computes full tiles.
+// Elements from one packed micro-panel of B to the next: kc · nr, and one cache line more when that is a
+// multiple of 512 bytes. pack_b writes row k of every panel in turn, and panels a power of two apart put all
+// those rows into one set of L1 (measured, float64 with kc = 128: 0.47 ns per packed element, 3× a memcpy).
+template <class T>
+constexpr std::size_t b_panel_stride(std::size_t kc) {
+    constexpr std::size_t NR = RegisterBlock<T>::nr, line = 64 / sizeof(T) ? 64 / sizeof(T) : 1;
+    return kc * NR + ((kc * NR * sizeof(T)) % 512 == 0 ? line : 0);
+}
+
+// B(k0.., j0..) of kc × n into ⌈n / nr⌉ micro-panels of kc × nr: dst[p · S + k · nr + j] = B(k0 + k, j0 + p ·
+// nr + j) with S = b_panel_stride(kc), zero past column n so the micro-kernel always computes full tiles.
 template <class T>
 void pack_b(Operand<T> B, std::size_t k0, std::size_t kc, std::size_t j0, std::size_t n, T* dst) {
     using simd::Vec;
     constexpr std::size_t NR = RegisterBlock<T>::nr, V = RegisterBlock<T>::vector, NV = RegisterBlock<T>::nv;
-    const std::size_t whole = n / NR, rest = n % NR;
+    const std::size_t whole = n / NR, rest = n % NR, stride = b_panel_stride<T>(kc);
     if (B.col_stride == 1) {
         // Row-major B (Z for U = W Z, ∂U for ∂Z = Wᵀ ∂U): one row at a time, read front to back and dealt
         // out to the panels. (Panel by panel would read nr-wide columns of rows a power of two apart, which
@@ -49,7 +58,7 @@ void pack_b(Operand<T> B, std::size_t k0, std::size_t kc, std::size_t j0, std::s
         for (std::size_t k = 0; k < kc; ++k) {
             const T* src = B.at(k0 + k, j0);
             T* out = dst + k * NR;
-            for (std::size_t p = 0; p < whole; ++p, src += NR, out += kc * NR) {
+            for (std::size_t p = 0; p < whole; ++p, src += NR, out += stride) {
                 MLPGRAD_UNROLL
                 for (std::size_t v = 0; v < NV; ++v) Vec<T>::load(src + v * V).store(out + v * V);
             }
@@ -60,7 +69,7 @@ void pack_b(Operand<T> B, std::size_t k0, std::size_t kc, std::size_t j0, std::s
         }
         return;
     }
-    for (std::size_t j = 0; j < n; j += NR, dst += kc * NR) {
+    for (std::size_t j = 0; j < n; j += NR, dst += stride) {
         const std::size_t w = std::min(NR, n - j);
         if (B.row_stride == 1) {
             // Transposed B (Zᵀ for ∂W = ∂U Zᵀ): column j is contiguous in k. Blocks of V columns × V depths
