@@ -3,7 +3,6 @@ torch.optim (where installed), in place on the network's very arrays, and clear 
 from __future__ import annotations
 
 import functools
-import threading
 import types
 
 import numpy as np
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 
 import mlpgrad
 from conftest import hyp, make_network
+from gil_watch import count_while
 from mlpgrad import losses, optim
 
 DTYPES = (np.float32, np.float64)
@@ -270,26 +270,12 @@ def test_updates_release_the_gil_for_large_arrays():
     param, grad, m, v = (np.zeros(n, np.float32) for _ in range(4))
     grad += 1
     middle = n // 2
-    done = threading.Event()
-    seen = []
-
-    def watcher():
-        halfway = 0
-        while not done.is_set():
-            first = param[middle]
-            if first < param[-1]:
-                halfway += 1
-        seen.append(halfway)
-
-    thread = threading.Thread(target=watcher)
-    thread.start()
-    try:
+    def update_all():
         for step in range(1, 9):
             _core._adam_update(param, grad, m, v, 0.01, 0.9, 0.999, 1e-8, 0.0, False, step)
-    finally:
-        done.set()
-        thread.join()
-    assert seen[0] > 0, "no other Python thread ran while an update was half done"
+
+    halfway = count_while(lambda: param[middle] < param[-1], update_all)
+    assert halfway > 0, "no other Python thread ran while an update was half done"
     assert np.all(param == param[0]) and param[0] < 0
 
 

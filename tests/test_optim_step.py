@@ -4,13 +4,13 @@ textbook give, and every array is checked before any is written."""
 from __future__ import annotations
 
 import functools
-import threading
 
 import numpy as np
 import pytest
 
 import mlpgrad
 from mlpgrad import _core, optim
+from gil_watch import count_while
 from test_optim import (ADAM_OPTIONS, SGD_OPTIONS, adam_kwargs, assert_bitwise_equal, sgd_kwargs, textbook_adam,
                         textbook_sgd, unchanged)
 
@@ -183,24 +183,11 @@ def test_a_large_step_releases_the_gil():
     grads = tuple(np.ones(n, np.float32) for _ in range(2))
     m = tuple(np.zeros(n, np.float32) for _ in range(2))
     v = tuple(np.zeros(n, np.float32) for _ in range(2))
-    done = threading.Event()
-    seen = []
-
-    def watcher():
-        between = 0
-        while not done.is_set():
-            first = params[0][-1]  # read before the second: values only decrease, so this cannot misfire
-            if first < params[1][-1]:
-                between += 1
-        seen.append(between)
-
-    thread = threading.Thread(target=watcher)
-    thread.start()
-    try:
+    def step_all():
         for step in range(1, 17):
             _core._adam_step(params, grads, m, v, 0.01, 0.9, 0.999, 1e-8, 0.0, False, step)
-    finally:
-        done.set()
-        thread.join()
-    assert seen[0] > 0, "no other Python thread ran between the updates of one step"
+
+    # The first parameter is read before the second (left to right): values only decrease, so this cannot misfire.
+    between = count_while(lambda: params[0][-1] < params[1][-1], step_all)
+    assert between > 0, "no other Python thread ran between the updates of one step"
     assert all(np.all(p == params[0][0]) for p in params) and params[0][0] < 0
