@@ -406,6 +406,20 @@ def test_training_step_problem():
     assert p.T == 2 and p.batch == 2
 
 
+def test_concurrent_fma_probe_runs_one_probe_per_thread():
+    """n probes at once on n threads: their sum, between 0 and about n single probes (a busy machine gives less)."""
+    from mlpgrad import _core
+
+    one = _core._fma_peak_gflops("float64", 5.0, 2)
+    both = ts.concurrent_fma_gflops("float64", 2)
+    assert 0 < both < 2 * one * 1.5
+    peak = ts.fma_peak("float64", None)
+    if mlpgrad.get_num_threads() > 1:
+        assert peak.concurrent_gflops is not None and peak.concurrent_gflops > 0
+    else:
+        assert peak.concurrent_gflops is None
+
+
 def test_training_step_tiny_grid_agrees_and_reports_gflops():
     run = ts.run_training_step(TS_TINY, [ts.MlpgradStep(), ts.NumpyStep()], threads=1, **FAST)
     assert run.threads == 1 and [p.name for p in run.peers] == ["mlpgrad", "numpy"]

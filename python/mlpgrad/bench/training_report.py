@@ -62,6 +62,10 @@ def _footer(result: TrainingStepRun, markup: bool) -> list:
     for run in result.settings:
         for dtype, peak in run.peaks.items():
             lines.append(f"  {peak.label}: {peak.gflops:.1f} GFLOP/s ({dtype} cells, {_setting_title(run)})")
+            if peak.concurrent_gflops is not None:
+                lines.append(f"    the same probe on every one of those threads at once: {peak.concurrent_gflops:.1f} "
+                             f"GFLOP/s, {peak.concurrent_gflops / peak.gflops:.0%} of that (what the host gave "
+                             "this virtual machine's cores during the run)")
     if any(ms["mlpgrad"].computes_x and not c.input_grad for run in result.settings for c, ms in run.results):
         lines.append(f"†: {MLPGRAD_COMPUTES_X}: its time includes that "
                      "product, and so do its GFLOP/s; the peers skip it.")

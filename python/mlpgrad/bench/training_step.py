@@ -122,6 +122,9 @@ def flops(widths, B: int, input_grad: bool) -> int:
 class Peak:
     label: str           # exactly what was measured
     gflops: float        # GFLOP/s
+    # With n > 1 threads: n probes run at once, in GFLOP/s. On a shared virtual machine the host may give the
+    # n vCPUs less than n cores; this says how much of n · one probe was really there during the run.
+    concurrent_gflops: Optional[float] = None
 
 
 #: Runs timed by each peak probe; it runs before and after the cells, and the best of all is the peak (on a
@@ -138,7 +141,30 @@ def fma_peak(dtype: str, threads: Optional[int]) -> Peak:
     n = get_num_threads()
     one = _core._fma_peak_gflops(dtype, 20.0, PEAK_REPEATS)
     what = "1 thread" if n == 1 else f"1 thread × {n} ({'' if threads else 'default '}threads of mlpgrad)"
-    return Peak(f"FMA probe ({'float' if dtype == 'float32' else 'double'} vector FMA chains), {what}", n * one)
+    label = f"FMA probe ({'float' if dtype == 'float32' else 'double'} vector FMA chains), {what}"
+    return Peak(label, n * one, concurrent_fma_gflops(dtype, n) if n > 1 else None)
+
+
+def concurrent_fma_gflops(dtype: str, n: int) -> float:
+    """The sum of n FMA probes run at once on n Python threads (the probe releases the GIL): n times one
+    probe when the machine gives this process n cores, less when the host shares them out."""
+    import threading
+
+    from .. import _core
+
+    rates = [0.0] * n
+    start = threading.Barrier(n)
+
+    def probe(i):
+        start.wait()
+        rates[i] = _core._fma_peak_gflops(dtype, 20.0, PEAK_REPEATS)
+
+    workers = [threading.Thread(target=probe, args=(i,)) for i in range(n)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    return sum(rates)
 
 
 # ----------------------------------------------------------------------------- the peers
@@ -336,8 +362,9 @@ def run_training_step(cells_, peers: list, *, threads: Optional[int], repeats: i
         for dtype in dtypes:
             report(len(cells_), len(cells_), f"peak probe again, {dtype}")
             after = fma_peak(dtype, threads)
+            concurrent = [p.concurrent_gflops for p in (before[dtype], after) if p.concurrent_gflops is not None]
             peaks[dtype] = Peak(f"{before[dtype].label}, best of {2 * PEAK_REPEATS} before and after the cells",
-                                max(before[dtype].gflops, after.gflops))
+                                max(before[dtype].gflops, after.gflops), max(concurrent) if concurrent else None)
     report(len(cells_), len(cells_), "done")
     return SettingRun(threads, infos, peaks, results, time.perf_counter() - start)
 
