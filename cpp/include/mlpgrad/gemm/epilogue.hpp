@@ -81,13 +81,28 @@ struct TimesDerivative {
     void operator()(MatrixView<T> C, std::size_t row, std::size_t col, std::size_t m, std::size_t n) const {
         using simd::Vec;
         constexpr std::size_t V = RegisterBlock<T>::vector;
+        constexpr std::size_t NV = RegisterBlock<T>::nv, NR = RegisterBlock<T>::nr;
         for (std::size_t i = row; i < row + m; ++i) {
             T* d = C.row(i) + col;
             const T* u = U.row(i) + col;
             const T* z = Z.row(i) + col;
             std::size_t j = 0;
-            if constexpr (A == Activation::relu)  // σ'(u) = [u ≥ 0] in vector registers, the same products
+            if constexpr (A == Activation::relu) {
+                // A whole tile row with partials: its sum taken from the registers, as sum_row() would take it.
+                if (n == NR && row_partials) {
+                    Vec<T> sum = Vec<T>::zero();
+                    MLPGRAD_UNROLL
+                    for (std::size_t v = 0; v < NV; ++v) {
+                        const Vec<T> x = Vec<T>::load(d + v * V) * nonnegative_step(Vec<T>::load(u + v * V));
+                        x.store(d + v * V);
+                        sum = sum + x;
+                    }
+                    sum.store(row_partials + (i * partials_per_row + col / NR) * V);
+                    continue;
+                }
+                // σ'(u) = [u ≥ 0] in vector registers, the same products
                 for (; j + V <= n; j += V) (Vec<T>::load(d + j) * nonnegative_step(Vec<T>::load(u + j))).store(d + j);
+            }
             for (; j < n; ++j) d[j] *= activation_traits<A>::derivative(u[j], z[j]);
             if (row_partials) sum_row(d, i, col, n);
         }
@@ -115,23 +130,58 @@ struct TimesDerivative {
     }
 };
 
+namespace detail {
+// totals[r] = the per_row partial vectors of row i + r added lane by lane, in blocks of `block` (in order),
+// for R rows side by side.
+template <std::size_t R, class T>
+void row_partial_totals(const T* partials, std::size_t i, std::size_t per_row, std::size_t block,
+                        simd::Vec<T> (&totals)[R]) {
+    using simd::Vec;
+    constexpr std::size_t V = RegisterBlock<T>::vector;
+    const T* p = partials + i * per_row * V;
+    MLPGRAD_UNROLL
+    for (std::size_t r = 0; r < R; ++r) totals[r] = Vec<T>::zero();
+    for (std::size_t c0 = 0; c0 < per_row; c0 += block) {
+        const std::size_t c1 = per_row - c0 < block ? per_row : c0 + block;
+        Vec<T> partial[R];
+        MLPGRAD_UNROLL
+        for (std::size_t r = 0; r < R; ++r) partial[r] = Vec<T>::zero();
+        for (std::size_t c = c0; c < c1; ++c) {
+            MLPGRAD_UNROLL
+            for (std::size_t r = 0; r < R; ++r) partial[r] = partial[r] + Vec<T>::load(p + (r * per_row + c) * V);
+        }
+        MLPGRAD_UNROLL
+        for (std::size_t r = 0; r < R; ++r) totals[r] = totals[r] + partial[r];
+    }
+}
+}  // namespace detail
+
 // sums[i] = the sum of row i's per_row partial vectors (V lanes each): lane by lane over the tile columns,
-// in order and blocked like every other sum (kernels::block_length), then the V lanes pairwise. A row of N
-// values passes through at most nv + 16·√(N / nr) + log2 V roundings.
+// in order and blocked like every other sum (kernels::block_length), then the V lanes pairwise as
+// simd::horizontal_sum adds them. A row of N values passes through at most nv + 16·√(N / nr) + log2 V roundings.
 template <class T>
 void sum_row_partials(const T* partials, std::size_t rows, std::size_t per_row, T* sums) {
     using simd::Vec;
     constexpr std::size_t V = RegisterBlock<T>::vector;
     const std::size_t block = kernels::block_length(per_row);
-    for (std::size_t i = 0; i < rows; ++i) {
-        const T* p = partials + i * per_row * V;
-        Vec<T> total = Vec<T>::zero();
-        for (std::size_t c0 = 0; c0 < per_row; c0 += block) {
-            Vec<T> partial = Vec<T>::zero();
-            for (std::size_t c = c0; c < std::min(per_row, c0 + block); ++c) partial = partial + Vec<T>::load(p + c * V);
-            total = total + partial;
+    std::size_t i = 0;
+    // V rows at once: their totals transposed, lane l of every row in one vector, then the same pairwise
+    // tree as horizontal_sum on whole vectors (the same additions, so the same bits as one row at a time).
+    for (; i + V <= rows; i += V) {
+        Vec<T> lanes[V];
+        detail::row_partial_totals<V>(partials, i, per_row, block, lanes);
+        simd::transpose(lanes);
+        MLPGRAD_UNROLL
+        for (std::size_t half = V / 2; half > 0; half /= 2) {
+            MLPGRAD_UNROLL
+            for (std::size_t k = 0; k < half; ++k) lanes[k] = lanes[k] + lanes[k + half];
         }
-        sums[i] = simd::horizontal_sum(total);
+        lanes[0].store(sums + i);
+    }
+    for (; i < rows; ++i) {
+        Vec<T> total[1];
+        detail::row_partial_totals<1>(partials, i, per_row, block, total);
+        sums[i] = simd::horizontal_sum(total[0]);
     }
 }
 
