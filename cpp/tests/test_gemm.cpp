@@ -436,6 +436,78 @@ void check_bit_identical_across_threads() {
 TEST(Gemm, BitIdenticalAcrossThreadCountsFloat) { check_bit_identical_across_threads<float>(); }
 TEST(Gemm, BitIdenticalAcrossThreadCountsDouble) { check_bit_identical_across_threads<double>(); }
 
+// The bias gradient's row sums of ∂U from the backward epilogue's partials (TimesDerivative with row_partials,
+// then sum_row_partials): whole tiles, edge tiles and a product with K = 0 (one region of all N columns),
+// within (nv + 16·√(N / nr) + log2 V + 1) · u · Σ|∂U| of a long-double sum of the ∂U it wrote, and the same
+// bits for 1, 2, 3 and 4 threads.
+template <class T>
+void check_bias_row_sums(Activation act) {
+    using RB = gemm::RegisterBlock<T>;
+    ThreadPool p1(1), p2(2), p3(3), p4(4);
+    std::uint64_t seed = 400;
+    const std::size_t V = RB::vector, NR = RB::nr;
+    for (std::size_t N : {std::size_t(1), V - 1 + (V == 1), V + 1, NR, NR + 3, 3 * NR + 5, std::size_t(1000)})
+        for (std::size_t K : {0, 1, 33}) {
+            const std::size_t M = 13, per_row = (N + NR - 1) / NR;
+            Random rng(++seed);
+            const auto A = random_stored<T>(M, K, true, rng), B = random_stored<T>(K, N, false, rng);
+            std::vector<T> U = random_vector<T>(rng, M * N), Z(M * N);
+            for (std::size_t i = 0; i < U.size(); ++i) Z[i] = mlpgrad::activate(act, U[i]);
+            std::vector<std::vector<T>> sums;
+            for (ThreadPool* pool : {&p1, &p2, &p3, &p4}) {
+                std::vector<T> C(M * N), partials(M * per_row * V), row_sums(M);
+                mlpgrad::dispatch(act, [&](auto a) {
+                    const gemm::TimesDerivative<decltype(a)::value, T> epi{
+                        {U.data(), M, N}, {Z.data(), M, N}, partials.data(), per_row};
+                    gemm::multiply(A.operand(), B.operand(), MatrixView<T>(C.data(), M, N), gemm::Update::overwrite,
+                                   epi, settings<T>(true, pool));
+                });
+                gemm::sum_row_partials(partials.data(), M, per_row, row_sums.data());
+                const double u = std::numeric_limits<T>::epsilon() / 2.0;
+                const double roundings = double(RB::nv) + 16.0 * std::sqrt(double(per_row)) + std::log2(double(V)) + 1;
+                for (std::size_t i = 0; i < M; ++i) {
+                    long double exact = 0, magnitude = 0;
+                    for (std::size_t j = 0; j < N; ++j) {
+                        exact += C[i * N + j];
+                        magnitude += std::fabs(static_cast<long double>(C[i * N + j]));
+                    }
+                    ASSERT_LE(std::fabs(static_cast<double>(row_sums[i] - exact)), roundings * u * double(magnitude))
+                        << name(act) << " N=" << N << " K=" << K << " row " << i;
+                }
+                sums.push_back(row_sums);
+            }
+            for (std::size_t r = 1; r < sums.size(); ++r)
+                ASSERT_EQ(0, std::memcmp(sums[0].data(), sums[r].data(), M * sizeof(T)))
+                    << r + 1 << " threads differ from 1: " << name(act) << " N=" << N << " K=" << K;
+        }
+}
+TEST(Gemm, BiasRowSumsFloat) {
+    for (Activation a : all_activations()) check_bias_row_sums<float>(a);
+}
+TEST(Gemm, BiasRowSumsDouble) {
+    for (Activation a : all_activations()) check_bias_row_sums<double>(a);
+}
+
+// A float32 row sum over a batch of 2^20 with constant sign (∂U = 0.1 everywhere, σ' = 1): within
+// (nv + 16·√(N / nr) + log2 V + 1) · u · Σ|∂U|, a bound that a single running sum of the same data fails.
+TEST(Gemm, BiasRowSumsFloat32AccuracyOnLongBatches) {
+    using RB = gemm::RegisterBlock<float>;
+    const std::size_t M = 2, N = std::size_t(1) << 20, per_row = (N + RB::nr - 1) / RB::nr;
+    const float value = 0.1f;
+    const std::vector<float> ones(M, 1.0f), x(N, value), U(M * N, 1.0f), Z(M * N, 1.0f);
+    std::vector<float> C(M * N), partials(M * per_row * RB::vector), row_sums(M);
+    const gemm::TimesDerivative<Activation::relu, float> epi{{U.data(), M, N}, {Z.data(), M, N}, partials.data(), per_row};
+    gemm::multiply(gemm::Operand<float>{ones.data(), M, 1, 1, 1}, gemm::Operand<float>{x.data(), 1, N, N, 1},
+                   MatrixView<float>(C.data(), M, N), gemm::Update::overwrite, epi);
+    gemm::sum_row_partials(partials.data(), M, per_row, row_sums.data());
+    const double exact = double(N) * double(value), u = std::numeric_limits<float>::epsilon() / 2.0;
+    const double bound = (double(RB::nv) + 16.0 * std::sqrt(double(per_row)) + std::log2(double(RB::vector)) + 1) * u * exact;
+    for (float s : row_sums) EXPECT_LE(std::fabs(double(s) - exact), bound);
+    float running = 0;
+    for (std::size_t j = 0; j < N; ++j) running += value;
+    EXPECT_GT(std::fabs(double(running) - exact), bound);
+}
+
 // The split: small products stay in one part; large ones get one part per thread, on the dimension with
 // more tiles; never more parts than tiles.
 TEST(Gemm, PartsFollowTheWorkThreshold) {

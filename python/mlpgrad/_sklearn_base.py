@@ -10,7 +10,7 @@ import warnings
 import numpy as np
 
 try:
-    import scipy.optimize
+    import scipy.optimize  # noqa: F401 (the L-BFGS solver, mlpgrad._lbfgsb, drives it)
     from sklearn.base import BaseEstimator, is_classifier
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import train_test_split
@@ -23,6 +23,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 import mlpgrad
 
 from . import optim
+from ._lbfgsb import minimize_lbfgsb
 from .train import Trainer, _Snapshot, num_threads, parameters
 
 __all__ = ["ACTIVATIONS", "MLPBase"]
@@ -351,14 +352,14 @@ class MLPBase(BaseEstimator):
             return loss, np.concatenate([g.ravel() for _, _, g in pairs]).astype(np.float64)
 
         theta = np.concatenate([p.ravel() for _, p, _ in pairs]).astype(np.float64)
-        result = scipy.optimize.minimize(loss_and_gradient, theta, method="L-BFGS-B", jac=True,
-                                         options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol})
+        result = minimize_lbfgsb(loss_and_gradient, theta, maxfun=self.max_fun, maxiter=self.max_iter, gtol=self.tol)
         if result.status != 0:
             warnings.warn(f"lbfgs failed to converge after {result.nit} iteration(s) (status={result.status}): "
                           f"{result.message}", ConvergenceWarning)
         self.n_iter_ = min(int(result.nit), self.max_iter)
         self.loss_ = float(result.fun)
-        loss_and_gradient(result.x)  # the parameters of the result (the last evaluation need not be it)
+        if not result.x_is_last_evaluated:
+            loss_and_gradient(result.x)  # the parameters of the result (a failed line search steps back)
 
     # ------------------------------------------------------------------ prediction
     def _outputs(self, X):

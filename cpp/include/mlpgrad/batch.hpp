@@ -43,7 +43,8 @@ class BatchTape {
         }
         // The scratch matrices also hold Ŷᵀ and dYᵀ (m × B) of the output layer (batch_output.hpp).
         const std::size_t max_rows = detail::checked_product(std::max(max_width, outputs), batch);
-        const std::size_t partials = detail::checked_product(max_width, partials_per_row(batch));
+        const std::size_t partials =
+            detail::checked_product(max_width, detail::checked_product(partials_per_row(batch), gemm::RegisterBlock<T>::vector));
         const std::size_t n = detail::checked_sum(
             detail::checked_sum(detail::checked_product(2, offsets.back()), detail::checked_product(2, max_rows)),
             partials);
@@ -79,7 +80,7 @@ class BatchTape {
     MatrixView<T> scratch_outputs(std::size_t which) {
         return {storage_.data() + 2 * offsets_.back() + which * max_rows_, outputs_, batch_};
     }
-    // Room for the bias gradients' partial row sums (gemm::TimesDerivative): K_t × partials_per_row(B).
+    // Room for the bias gradients' partial row sums (gemm::TimesDerivative): K_t × partials_per_row(B) vectors.
     T* row_partials() { return storage_.data() + 2 * offsets_.back() + 2 * max_rows_; }
     static std::size_t partials_per_row(std::size_t batch) {
         return (batch + gemm::RegisterBlock<T>::nr - 1) / gemm::RegisterBlock<T>::nr;
