@@ -8,6 +8,7 @@
 #include <string>
 #include <type_traits>
 
+#include "../gemm/blocking.hpp"
 #include "../kernels.hpp"
 #include "forward.hpp"
 #include "graph.hpp"
@@ -46,10 +47,27 @@ void require_fits(const Graph<T>& g, const GradientsView<T>& out) {
     if (out.u.size != 0 || out.u.data != nullptr) mlpgrad::detail::require_size(out.u, g.n_nodes(), "out.u");
 }
 
+namespace detail {
+
+// Whether value_and_grad should have its forward pass leave each gathered z_s in ∂w_e's place, for the
+// backward pass to scale by ∂ŷ/∂u_v where it would gather z_s again: when z and ∂z together outgrow L2. Each
+// edge's backward then gathers one random line (∂z_s) instead of two (z_s and ∂z_s), for a sequential store
+// and reload of ∂w that the hardware prefetchers stream. Below, the gathers mostly hit L2 and the extra store
+// per edge would only add work.
+template <class T>
+bool keep_gathered_pays(const Graph<T>& g, const gemm::CacheSizes& caches = {}) {
+    return 2 * g.n_nodes() * sizeof(T) > caches.l2;
+}
+
+}  // namespace detail
+
 namespace unchecked {
 
+// gathered_in_weights: out.weights[e] holds z_s for every edge e = (s → v) into a non-dense node, as
+// unchecked::forward(..., out.weights.data) leaves it; ∂w_e = ∂ŷ/∂u_v z_s is then the same product of it.
 template <class T>
-void backward(const Graph<T>& g, Tape<T>& tape, VectorView<const T> dy, const GradientsView<T>& out) {
+void backward(const Graph<T>& g, Tape<T>& tape, VectorView<const T> dy, const GradientsView<T>& out,
+              bool gathered_in_weights = false) {
     const std::size_t V = g.n_nodes();
     const T* const u = tape.u();
     const T* const z = tape.z();
@@ -81,11 +99,18 @@ void backward(const Graph<T>& g, Tape<T>& tape, VectorView<const T> dy, const Gr
                 kernels::axpy(g_u, w + e0, dz + s0, n);
                 continue;
             }
-            for (std::size_t i = first; i < last; ++i) {
-                const std::size_t e = g.slot_edge(i), src = g.slot_source(i);
-                out.weights[e] = g_u * z[src];
-                dz[src] += g_u * w[e];
-            }
+            if (gathered_in_weights)
+                for (std::size_t i = first; i < last; ++i) {
+                    const std::size_t e = g.slot_edge(i), src = g.slot_source(i);
+                    out.weights[e] = g_u * out.weights[e];
+                    dz[src] += g_u * w[e];
+                }
+            else
+                for (std::size_t i = first; i < last; ++i) {
+                    const std::size_t e = g.slot_edge(i), src = g.slot_source(i);
+                    out.weights[e] = g_u * z[src];
+                    dz[src] += g_u * w[e];
+                }
         }
     }
     std::copy(dz, dz + g.n_inputs(), out.x.data);  // inputs sit at positions 0..n_inputs-1
@@ -95,6 +120,16 @@ void backward(const Graph<T>& g, Tape<T>& tape, VectorView<const T> dy, const Gr
         if (out.z.size) out.z[v] = dz[p];
         if (out.u.size) out.u[v] = du[p];
     }
+}
+
+// forward() then backward() as one pass pair, nothing checked; see keep_gathered_pays.
+template <class T>
+T value_and_grad(const Graph<T>& g, VectorView<const T> x, Tape<T>& tape, VectorView<const T> dy,
+                 const GradientsView<T>& out) {
+    const bool keep_gathered = detail::keep_gathered_pays(g);
+    const T yhat = unchecked::forward(g, x, tape, keep_gathered ? out.weights.data : nullptr);
+    unchecked::backward(g, tape, dy, out, keep_gathered);
+    return yhat;
 }
 
 }  // namespace unchecked
@@ -117,9 +152,8 @@ T value_and_grad(const Graph<T>& g, VectorView<const T> x, Tape<T>& tape, Vector
                  const GradientsView<T>& out) {
     require_fits(g, out);  // fail before the tape changes
     mlpgrad::detail::require_size(dy, g.output_dim(), "dy");
-    const T yhat = forward(g, x, tape);
-    unchecked::backward(g, tape, dy, out);
-    return yhat;
+    mlpgrad::detail::require_size(x, g.n_inputs(), "x");
+    return unchecked::value_and_grad(g, x, tape, dy, out);
 }
 
 // The scalar-output form (m = 1): the gradient of dy·ŷ.
