@@ -480,10 +480,12 @@ def test_dy_may_be_a_view_of_the_gradients_it_is_read_into(dtype):
     src = (rng.random(dst.size) * dst).astype(np.int64)  # any earlier node
     w = rng.uniform(-1, 1, dst.size).astype(dtype)
     n_nodes = n_inputs + n_hidden
-    d = mlpgrad.DAG(n_inputs, src, dst, w, [n_nodes - 1, n_nodes - 2], rng.standard_normal((2, 2)).astype(dtype))
+    d = mlpgrad.DAG(n_inputs, src, dst, w, [n_nodes - 1, n_nodes - 2], rng.standard_normal((2, 2)).astype(dtype),
+                    "tanh")
     x = rng.standard_normal(n_inputs).astype(dtype)
     dy = np.array([0.5, -1.5], dtype=dtype)
     y_ref, ref = d.value_and_grad(x, dy)
+    assert np.count_nonzero(ref.weights) > 1000 and np.all(ref.alpha != 0)  # gradients that can be wrong
     out = d.new_gradients()
     out.weights[:2] = dy
     y, got = d.value_and_grad(x, out.weights[:2], out=out)
