@@ -470,6 +470,34 @@ def test_out_may_not_overlap_the_dag():
         mlpgrad.DAGGradients(np.zeros(2), np.zeros(1), np.zeros(2), None, z[:3], z[2:5])
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dy_may_be_a_view_of_the_gradients_it_is_read_into(dtype):
+    """A graph big enough (z and ∂z beyond L2) that value_and_grad's forward pass writes out.weights: a dy
+    viewing out.weights must still be read as it was at the call."""
+    rng = np.random.default_rng(3)
+    n_inputs, n_hidden = 8, 140_000
+    dst = np.repeat(np.arange(n_inputs, n_inputs + n_hidden), 2)
+    src = (rng.random(dst.size) * dst).astype(np.int64)  # any earlier node
+    w = rng.uniform(-1, 1, dst.size).astype(dtype)
+    n_nodes = n_inputs + n_hidden
+    d = mlpgrad.DAG(n_inputs, src, dst, w, [n_nodes - 1, n_nodes - 2], rng.standard_normal((2, 2)).astype(dtype),
+                    "tanh")
+    x = rng.standard_normal(n_inputs).astype(dtype)
+    dy = np.array([0.5, -1.5], dtype=dtype)
+    y_ref, ref = d.value_and_grad(x, dy)
+    assert np.count_nonzero(ref.weights) > 1000 and np.all(ref.alpha != 0)  # gradients that can be wrong
+    # The two in-edges of a node whose sources are not consecutive: not a dense node (those take a dot product
+    # and gather nothing), so the forward pass writes their z_s into these very entries of out.weights.
+    k = next(k for k in range(0, dst.size, 2) if src[k + 1] != src[k] + 1)
+    out = d.new_gradients()
+    out.weights[k:k + 2] = dy
+    y, got = d.value_and_grad(x, out.weights[k:k + 2], out=out)
+    assert got is out
+    assert y.tolist() == y_ref.tolist()
+    for name in ("weights", "alpha", "x", "z", "u"):
+        np.testing.assert_array_equal(getattr(got, name), getattr(ref, name), err_msg=name)
+
+
 def test_resized_weights_are_refused():
     w = np.ones(2)
     d = mlpgrad.DAG(2, [0, 1], [2, 2], w, [2], np.ones(1))

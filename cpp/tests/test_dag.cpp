@@ -457,6 +457,85 @@ struct SmallDag {
     }
 };
 
+// ---- value_and_grad is forward() then backward(), bit for bit ----------------------------------------------
+
+// d with `extra` more output nodes at the end, node k reading the 4 consecutive nodes from 5k through 4
+// consecutive weights: dense nodes (Graph::is_dense) when d's ids are topological and its edges in slot order.
+template <class T>
+OwnedDag<T> with_dense_outputs(OwnedDag<T> d, std::size_t extra) {
+    Random rng(11);
+    for (std::size_t k = 0; k < extra; ++k) {
+        const std::size_t v = d.n_nodes + k;
+        for (std::size_t j = 0; j < 4; ++j) {
+            d.src.push_back(static_cast<std::int64_t>(5 * k + j));
+            d.dst.push_back(static_cast<std::int64_t>(v));
+            d.weights.push_back(static_cast<T>(rng.uniform()));
+        }
+        d.outputs.push_back(static_cast<std::int64_t>(v));
+        for (std::size_t j = 0; j < d.m; ++j) d.alpha.push_back(static_cast<T>(rng.uniform()));
+    }
+    if (d.activations.size() > 1) d.activations.resize(d.n_nodes + extra, Activation::tanh);
+    if (!d.biases.empty()) d.biases.resize(d.n_nodes + extra, T(0.25));
+    d.n_nodes += extra;
+    return d;
+}
+
+template <class T>
+bool same_bits(const std::vector<T>& a, const std::vector<T>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+}
+
+// Where keep_gathered_pays, value_and_grad's forward pass leaves each gathered z_s in ∂w_e's place and its
+// backward pass scales that by ∂ŷ/∂u_v: the same products as backward() after forward(), which gathers z_s
+// again, so every gradient must have the same bits.
+template <class T>
+void check_value_and_grad_is_forward_then_backward(const OwnedDag<T>& d, bool keeps_gathered) {
+    const dag::Graph<T> g = d.graph();
+    ASSERT_EQ(dag::detail::keep_gathered_pays(g), keeps_gathered);
+    Random rng(5);
+    const std::vector<T> x = random_vector<T>(rng, d.n_inputs), dy = random_vector<T>(rng, d.m);
+    dag::Tape<T> tape;
+    DagGrads<T> fused(g, !d.biases.empty()), separate(g, !d.biases.empty());
+    const T y_fused = dag::value_and_grad(g, cview(x), tape, cview(dy), fused.view(g));
+    const T y_separate = dag::forward(g, cview(x), tape);
+    dag::backward(g, tape, cview(dy), separate.view(g));
+    EXPECT_EQ(std::memcmp(&y_fused, &y_separate, sizeof(T)), 0) << "yhat";
+    EXPECT_TRUE(same_bits(fused.weights, separate.weights)) << "weights";
+    EXPECT_TRUE(same_bits(fused.alpha, separate.alpha)) << "alpha";
+    EXPECT_TRUE(same_bits(fused.x, separate.x)) << "x";
+    EXPECT_TRUE(same_bits(fused.biases, separate.biases)) << "biases";
+    EXPECT_TRUE(same_bits(fused.z, separate.z)) << "z";
+    EXPECT_TRUE(same_bits(fused.u, separate.u)) << "u";
+}
+
+template <class T>
+void check_value_and_grad_is_forward_then_backward() {
+    // 140000 hidden nodes: z and ∂z outgrow L2 in both dtypes; 50 nodes: they do not.
+    const DagShape big{16, 140000, 8, 3, 2, true, true, Activation::relu};
+    const DagShape small{4, 50, 8, 3, 2, true, true, Activation::relu};
+    const OwnedDag<T> shuffled = random_dag<T>(big, 2);
+    {
+        SCOPED_TRACE("ids shuffled, edges in any order");
+        check_value_and_grad_is_forward_then_backward(shuffled, true);
+    }
+    {
+        SCOPED_TRACE("ids topological, edges in slot order, dense nodes too");
+        const OwnedDag<T> in_order = with_dense_outputs(renumbered_topologically(shuffled), 50);
+        ASSERT_TRUE(in_order.graph().edges_in_slot_order());
+        ASSERT_TRUE(in_order.graph().is_dense(in_order.graph().position(in_order.n_nodes - 1)));
+        check_value_and_grad_is_forward_then_backward(in_order, true);
+    }
+    {
+        SCOPED_TRACE("in cache");
+        check_value_and_grad_is_forward_then_backward(random_dag<T>(small, 2), false);
+    }
+}
+
+TEST(DagSingle, ValueAndGradIsForwardThenBackwardBitForBit) {
+    check_value_and_grad_is_forward_then_backward<float>();
+    check_value_and_grad_is_forward_then_backward<double>();
+}
+
 template <class F>
 ::testing::AssertionResult refused(F&& change, const std::string& argument, const std::string& contains = "") {
     SmallDag d;
