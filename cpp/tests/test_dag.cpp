@@ -536,6 +536,30 @@ TEST(DagSingle, ValueAndGradIsForwardThenBackwardBitForBit) {
     check_value_and_grad_is_forward_then_backward<double>();
 }
 
+// value_and_grad's forward pass writes out.weights (keep_gathered_pays) before its backward pass reads dy: a dy
+// that lies in out.weights must still be read as it was at the call.
+template <class T>
+void check_dy_inside_the_weight_gradients() {
+    const OwnedDag<T> d = random_dag<T>(DagShape{16, 140000, 8, 3, 2, true, true, Activation::tanh}, 3);
+    const dag::Graph<T> g = d.graph();
+    ASSERT_TRUE(dag::detail::keep_gathered_pays(g));
+    Random rng(6);
+    const std::vector<T> x = random_vector<T>(rng, d.n_inputs), dy = random_vector<T>(rng, d.m);
+    dag::Tape<T> tape;
+    DagGrads<T> expected(g, true), got(g, true);
+    dag::value_and_grad(g, cview(x), tape, cview(dy), expected.view(g));
+    std::copy(dy.begin(), dy.end(), got.weights.begin());
+    dag::value_and_grad(g, cview(x), tape, VectorView<const T>(got.weights.data(), d.m), got.view(g));
+    EXPECT_TRUE(same_bits(got.weights, expected.weights)) << "weights";
+    EXPECT_TRUE(same_bits(got.alpha, expected.alpha)) << "alpha";
+    EXPECT_TRUE(same_bits(got.x, expected.x)) << "x";
+}
+
+TEST(DagSingle, DyInsideTheWeightGradientsIsReadAsItWasAtTheCall) {
+    check_dy_inside_the_weight_gradients<float>();
+    check_dy_inside_the_weight_gradients<double>();
+}
+
 template <class F>
 ::testing::AssertionResult refused(F&& change, const std::string& argument, const std::string& contains = "") {
     SmallDag d;

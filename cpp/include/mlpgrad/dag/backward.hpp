@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <vector>
 
 #include "../gemm/blocking.hpp"
 #include "../kernels.hpp"
@@ -182,6 +183,11 @@ T value_and_grad(const Graph<T>& g, VectorView<const T> x, Tape<T>& tape, Vector
     require_fits(g, out);  // fail before the tape changes
     mlpgrad::detail::require_size(dy, g.output_dim(), "dy");
     mlpgrad::detail::require_size(x, g.n_inputs(), "x");
+    // The forward pass may write out.weights before dy is read (keep_gathered_pays): dy read from a copy then.
+    if (mlpgrad::detail::overlaps(dy.data, dy.size, out.weights.data, out.weights.size)) {
+        const std::vector<T> copy(dy.begin(), dy.end());
+        return unchecked::value_and_grad(g, x, tape, VectorView<const T>(copy.data(), copy.size()), out);
+    }
     return unchecked::value_and_grad(g, x, tape, dy, out);
 }
 
