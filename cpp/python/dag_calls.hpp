@@ -173,11 +173,6 @@ py::object DAG::single_impl(DagModel<T>& m, py::handle x, py::handle dy_obj, py:
     auto xa = as_x<T>(x);
     py::object out = py::reinterpret_borrow<py::object>(out_obj);
     const DagGradientsObject* g = with_grad ? &out_or_new(m, out, std::nullopt) : nullptr;
-    if (g && g->overlaps(byte_range(dy))) {  // the forward pass already writes ∂w: read dy from a copy
-        py::array_t<T> copy(static_cast<py::ssize_t>(output_dim()));
-        std::memcpy(copy.mutable_data(), dy.data(), output_dim() * sizeof(T));
-        dy = std::move(copy);
-    }
     auto& tape = m.state().tape;
     require_unchanged(g);
     {

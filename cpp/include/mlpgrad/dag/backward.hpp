@@ -152,11 +152,17 @@ void backward(const Graph<T>& g, Tape<T>& tape, VectorView<const T> dy, const Gr
         detail::backward_pass<false>(g, tape, dy, out, gathered_in_weights);
 }
 
-// forward() then backward() as one pass pair, nothing checked; see keep_gathered_pays.
+// forward() then backward() as one pass pair, nothing else checked; see keep_gathered_pays. Its forward pass
+// may then write out.weights before the backward pass reads dy, so a dy that lies in them is read from a copy.
 template <class T>
 T value_and_grad(const Graph<T>& g, VectorView<const T> x, Tape<T>& tape, VectorView<const T> dy,
                  const GradientsView<T>& out) {
     const bool keep_gathered = detail::keep_gathered_pays(g);
+    std::vector<T> dy_copy;
+    if (keep_gathered && mlpgrad::detail::overlaps(dy.data, dy.size, out.weights.data, out.weights.size)) {
+        dy_copy.assign(dy.begin(), dy.end());
+        dy = VectorView<const T>(dy_copy.data(), dy_copy.size());
+    }
     const T yhat = unchecked::forward(g, x, tape, keep_gathered ? out.weights.data : nullptr);
     unchecked::backward(g, tape, dy, out, keep_gathered);
     return yhat;
@@ -183,11 +189,6 @@ T value_and_grad(const Graph<T>& g, VectorView<const T> x, Tape<T>& tape, Vector
     require_fits(g, out);  // fail before the tape changes
     mlpgrad::detail::require_size(dy, g.output_dim(), "dy");
     mlpgrad::detail::require_size(x, g.n_inputs(), "x");
-    // The forward pass may write out.weights before dy is read (keep_gathered_pays): dy read from a copy then.
-    if (mlpgrad::detail::overlaps(dy.data, dy.size, out.weights.data, out.weights.size)) {
-        const std::vector<T> copy(dy.begin(), dy.end());
-        return unchecked::value_and_grad(g, x, tape, VectorView<const T>(copy.data(), copy.size()), out);
-    }
     return unchecked::value_and_grad(g, x, tape, dy, out);
 }
 
