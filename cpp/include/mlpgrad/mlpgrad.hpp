@@ -12,6 +12,7 @@
 //   backward.hpp     backward(), value_and_grad(): the backward recursion, for dy ∈ ℝ^m
 //   batch.hpp        BatchTape<T>, forward_batch(), backward_batch()
 //   optim/           optimiser updates, one fused in-place pass per parameter array: sgd.hpp, adam.hpp
+//   losses/          training losses fused into one pass per example: softmax_cross_entropy.hpp
 //   dag.hpp          dag::Graph<T> and its passes: backpropagation on any DAG (the notes' Question 2); with it
 //                    parallel/thread_pool.hpp (its batch passes take a ThreadPool*). About 0.1 s more to
 //                    parse per translation unit (g++ -O2: 0.35 s -> 0.47 s for an empty main).
@@ -31,6 +32,7 @@
 #include "forward.hpp"
 #include "gradients.hpp"
 #include "kernels.hpp"
+#include "losses/softmax_cross_entropy.hpp"
 #include "network.hpp"
 #include "optim/adam.hpp"
 #include "optim/sgd.hpp"
