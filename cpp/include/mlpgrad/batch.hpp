@@ -41,8 +41,11 @@ class BatchTape {
             offsets[t + 1] = detail::checked_sum(offsets[t], detail::checked_product(widths[t], batch));
             max_width = std::max(max_width, widths[t]);
         }
-        // The scratch matrices also hold Ŷᵀ and dYᵀ (m × B) of the output layer (batch_output.hpp).
-        const std::size_t max_rows = detail::checked_product(std::max(max_width, outputs), batch);
+        // The scratch matrices also hold Ŷᵀ and dYᵀ (m × B) and ∂αᵀ (m × K_T) of the output layer
+        // (batch_output.hpp).
+        const std::size_t max_rows =
+            std::max(detail::checked_product(std::max(max_width, outputs), batch),
+                     detail::checked_product(outputs, widths.empty() ? std::size_t(0) : widths.back()));
         const std::size_t partials =
             detail::checked_product(max_width, detail::checked_product(partials_per_row(batch), gemm::RegisterBlock<T>::vector));
         const std::size_t n = detail::checked_sum(
@@ -79,6 +82,10 @@ class BatchTape {
     // An (m × B) scratch matrix for Ŷᵀ or dYᵀ; shares memory with scratch(which, ·).
     MatrixView<T> scratch_outputs(std::size_t which) {
         return {storage_.data() + 2 * offsets_.back() + which * max_rows_, outputs_, batch_};
+    }
+    // An (m × K_T) scratch matrix for ∂αᵀ; shares memory with scratch(which, ·).
+    MatrixView<T> scratch_alpha_transposed(std::size_t which) {
+        return {storage_.data() + 2 * offsets_.back() + which * max_rows_, outputs_, widths_.back()};
     }
     // Room for the bias gradients' partial row sums (gemm::TimesDerivative): K_t × partials_per_row(B) vectors.
     T* row_partials() { return storage_.data() + 2 * offsets_.back() + 2 * max_rows_; }
@@ -128,6 +135,8 @@ void reserve_forward(const Network<T>& net, std::size_t B, BatchTape<T>& tape, c
     std::size_t need = 0;
     for (std::size_t t = 0; t < net.depth(); ++t)
         need = std::max(need, gemm::workspace_size(shape_of<T>(net.width(t + 1), net.width(t), false), B, s));
+    if (net.depth() > 0 && net.outputs() > 1)  // Ŷᵀ = αᵀ Z^T (batch_output.hpp)
+        need = std::max(need, gemm::workspace_size(shape_of<T>(net.outputs(), net.width(net.depth()), true), B, s));
     tape.workspace().reserve(need);
 }
 
@@ -137,6 +146,8 @@ void reserve_backward(const Network<T>& net, std::size_t B, bool input_gradient,
     const std::size_t T_ = net.depth();
     std::size_t need = 0;
     if (T_ > 0) need = gemm::workspace_size(shape_of<T>(net.width(T_), net.outputs(), false), B, s);
+    if (T_ > 0 && output_layer::packed_alpha_gradient<T>(net.outputs()))  // ∂αᵀ = dYᵀ (Z^T)ᵀ
+        need = std::max(need, gemm::workspace_size(shape_of<T>(net.outputs(), B, false), net.width(T_), s));
     for (std::size_t t = 1; t <= T_; ++t) {
         need = std::max(need, gemm::workspace_size(shape_of<T>(net.width(t), B, false), net.width(t - 1), s));
         if (t > 1) need = std::max(need, gemm::workspace_size(shape_of<T>(net.width(t - 1), net.width(t), true), B, s));
@@ -178,16 +189,16 @@ void forward_batch(const Network<T>& net, MatrixView<const T> X, BatchTape<T>& t
                            gemm::BiasActivation<decltype(a)::value, T>{bias, tape.Z(t + 1)}, settings);
         });
     }
-    // Ŷ = (Z^T)ᵀ α: for one output ŷᵀ = αᵀ Z^T, a (1 × K_T)(K_T × B) product; for m, Ŷᵀ = αᵀ Z^T too, then
-    // transposed (batch_output.hpp); a network without layers reads X as it lies. The blocked GEMM keeps the
-    // sum over k accurate. (A product this thin gains nothing from packing or threads.)
+    // Ŷ = (Z^T)ᵀ α: for one output ŷᵀ = αᵀ Z^T, a (1 × K_T)(K_T × B) product on the small blocked GEMM (one
+    // row gains nothing from packing or threads); for m, Ŷᵀ = αᵀ Z^T on the packed GEMM, then transposed
+    // (batch_output.hpp); a network without layers reads X as it lies.
     if (T_ == 0)
         kernels::gemm(kernels::Operand<T>{Z0_transposed.data, K_T, 1}, B, net.alpha_matrix(), K_T, Yhat);
     else if (m == 1)
         kernels::gemm(kernels::Operand<T>{net.alpha().data, 0, 1}, 1, MatrixView<const T>(tape.Z(T_)), K_T,
                       MatrixView<T>(Yhat.data, 1, B));
     else
-        output_layer::forward(MatrixView<const T>(tape.Z(T_)), net.alpha_matrix(), tape.scratch_outputs(0), Yhat);
+        output_layer::forward(MatrixView<const T>(tape.Z(T_)), net.alpha_matrix(), tape.scratch_outputs(0), Yhat, settings);
     if (net.has_output_bias())
         for (std::size_t b = 0; b < B; ++b)
             for (std::size_t j = 0; j < m; ++j) Yhat.row(b)[j] += net.output_bias()[j];
@@ -225,7 +236,9 @@ void backward_batch(const Network<T>& net, BatchTape<T>& tape, MatrixView<const 
         const MatrixView<const T> ZT = tape.Z(T_);
         for (std::size_t k = 0; k < K_T; ++k) out.alpha[k] = kernels::dot(dY.data, ZT.row(k), B);
     } else if (use_dYt) {  // ∂/∂α = Z^T dY, from the rows of Z^T and dYᵀ (batch_output.hpp)
-        output_layer::alpha_gradient(MatrixView<const T>(tape.Z(T_)), dYt, out.alpha.data);
+        // (∂αᵀ in the scratch matrix that the base case writes next)
+        output_layer::alpha_gradient(MatrixView<const T>(tape.Z(T_)), dYt, out.alpha.data,
+                                     tape.scratch_alpha_transposed(T_ % 2), settings);
     } else {  // ∂/∂α = X dY for a network without layers
         kernels::gemm(kernels::Operand<T>{X.data, 1, K_T}, K_T, dY, B, MatrixView<T>(out.alpha.data, K_T, m));
     }
