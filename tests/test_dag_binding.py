@@ -366,6 +366,23 @@ def test_weights_alpha_and_biases_are_viewed_not_copied():
     assert mine.biases is not None and np.any(mine.weights != 0)
 
 
+@pytest.mark.parametrize("batch", [None, 5])
+def test_new_gradients_arrays_start_on_a_cache_line(batch):
+    """As MLP.new_gradients: the kernels' vector stores into ∂w would otherwise straddle cache lines."""
+    multiarray = (getattr(np, "_core", None) or np.core).multiarray
+    rng = np.random.default_rng(6)
+    for dtype in DTYPES:
+        d = RandomDag(rng, n_hidden=30, biases=True, dtype=dtype).dag()
+        for _ in range(4):
+            out = d.new_gradients(batch=batch)
+            arrays = [a for a in (out.weights, out.alpha, out.x, out.biases, out.z, out.u) if a is not None]
+            assert len(arrays) >= 4
+            for a in arrays:
+                assert a.ctypes.data % 64 == 0 and a.flags.owndata and not a.any(), (a.shape, a.ctypes.data % 64)
+                assert multiarray.get_handler_name(a) == "mlpgrad_aligned_64"
+    assert multiarray.get_handler_name() != "mlpgrad_aligned_64"
+
+
 @pytest.mark.parametrize("field, value, error, match", [
     ("weights", [1.0, 2.0], TypeError, "weights must be a numpy.ndarray"),
     ("weights", np.ones(4)[::2], ValueError, "weights of shape .* is not a C-contiguous"),

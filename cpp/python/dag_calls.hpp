@@ -15,6 +15,7 @@
 #include <utility>
 #include <vector>
 
+#include "aligned_arrays.hpp"
 #include "checks.hpp"
 #include "conversions.hpp"
 #include "dag_gradients_object.hpp"
@@ -55,6 +56,7 @@ template <class T>
 py::object DAG::new_gradients_impl(std::optional<std::size_t> batch, bool with_x) {
     auto n = [](std::size_t v) { return static_cast<py::ssize_t>(v); };
     std::vector<py::ssize_t> alpha_shape(alpha_.shape(), alpha_.shape() + alpha_.ndim());
+    std::optional<AlignedAllocations> aligned(std::in_place);  // every array below starts on a cache line
     std::optional<py::array> x, biases, z, u;
     if (with_x) x = batch ? zeros<T>({n(*batch), n(n_inputs_)}) : zeros<T>({n(n_inputs_)});
     if (biases_) biases = zeros<T>({n(n_nodes_)});
@@ -62,7 +64,9 @@ py::object DAG::new_gradients_impl(std::optional<std::size_t> batch, bool with_x
         z = zeros<T>({n(n_nodes_)});
         u = zeros<T>({n(n_nodes_)});
     }
-    DagGradientsObject g(DagGradientsObject::fresh, zeros<T>({n(n_edges())}), zeros<T>(alpha_shape), std::move(x),
+    py::array weights = zeros<T>({n(n_edges())}), alpha = zeros<T>(alpha_shape);
+    aligned.reset();
+    DagGradientsObject g(DagGradientsObject::fresh, std::move(weights), std::move(alpha), std::move(x),
                          std::move(biases), std::move(z), std::move(u), dtype_, with_x ? batch : std::nullopt);
     g.checked_against = id_;
     return py::cast(std::move(g));
