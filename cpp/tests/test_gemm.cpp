@@ -488,6 +488,32 @@ TEST(Gemm, BiasRowSumsDouble) {
     for (Activation a : all_activations()) check_bias_row_sums<double>(a);
 }
 
+// sum_row_partials adds V rows side by side with horizontal_sum's pairwise tree written out on transposed
+// vectors: the same bits as one row at a time through simd::horizontal_sum, for every row, as long as the two
+// trees agree (partials of mixed magnitudes, so that another order would round differently).
+template <class T>
+void check_row_partials_match_horizontal_sum() {
+    using Vec = mlpgrad::simd::Vec<T>;
+    constexpr std::size_t V = gemm::RegisterBlock<T>::vector;
+    Random rng(77);
+    for (std::size_t per_row : {std::size_t(1), std::size_t(3), std::size_t(300), std::size_t(5000)}) {
+        const std::size_t rows = 3 * V + 2;
+        std::vector<T> partials = random_vector<T>(rng, rows * per_row * V);
+        for (std::size_t i = 0; i < partials.size(); i += 3) partials[i] *= T(1 << 20);
+        std::vector<T> sums(rows);
+        gemm::sum_row_partials(partials.data(), rows, per_row, sums.data());
+        const std::size_t block = mlpgrad::kernels::block_length(per_row);
+        for (std::size_t i = 0; i < rows; ++i) {
+            Vec total[1];
+            gemm::detail::row_partial_totals<1>(partials.data(), i, per_row, block, total);
+            const T expected = mlpgrad::simd::horizontal_sum(total[0]);
+            ASSERT_EQ(0, std::memcmp(&sums[i], &expected, sizeof(T))) << "row " << i << ", per_row " << per_row;
+        }
+    }
+}
+TEST(Gemm, RowPartialSumsAreHorizontalSumsBitForBitFloat) { check_row_partials_match_horizontal_sum<float>(); }
+TEST(Gemm, RowPartialSumsAreHorizontalSumsBitForBitDouble) { check_row_partials_match_horizontal_sum<double>(); }
+
 // A float32 row sum over a batch of 2^20 with constant sign (∂U = 0.1 everywhere, σ' = 1): within
 // (nv + 16·√(N / nr) + log2 V + 1) · u · Σ|∂U|, a bound that a single running sum of the same data fails.
 TEST(Gemm, BiasRowSumsFloat32AccuracyOnLongBatches) {
