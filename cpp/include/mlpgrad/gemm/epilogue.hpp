@@ -89,14 +89,13 @@ struct TimesDerivative {
             if constexpr (A == Activation::relu) {
                 // A whole tile row with partials: its sum taken from the registers, as sum_row() would take it.
                 if (n == NR && row_partials) {
-                    Vec<T> sum = Vec<T>::zero();
+                    Vec<T> x[NV];
                     MLPGRAD_UNROLL
                     for (std::size_t v = 0; v < NV; ++v) {
-                        const Vec<T> x = Vec<T>::load(d + v * V) * nonnegative_step(Vec<T>::load(u + v * V));
-                        x.store(d + v * V);
-                        sum = sum + x;
+                        x[v] = Vec<T>::load(d + v * V) * nonnegative_step(Vec<T>::load(u + v * V));
+                        x[v].store(d + v * V);
                     }
-                    sum.store(row_partials + (i * partials_per_row + col / NR) * V);
+                    tile_row_sum(x).store(row_partials + (i * partials_per_row + col / NR) * V);
                     continue;
                 }
                 // σ'(u) = [u ≥ 0] in vector registers, the same products
@@ -108,6 +107,15 @@ struct TimesDerivative {
     }
 
   private:
+    // A whole tile row's partial: its nv vectors added lane by lane from zero, in order. The one definition of
+    // that order, for the ReLU tiles summed from the registers and for sum_row alike.
+    static simd::Vec<T> tile_row_sum(const simd::Vec<T> (&x)[RegisterBlock<T>::nv]) {
+        simd::Vec<T> sum = simd::Vec<T>::zero();
+        MLPGRAD_UNROLL
+        for (std::size_t v = 0; v < RegisterBlock<T>::nv; ++v) sum = sum + x[v];
+        return sum;
+    }
+
     // The partials of row i of the region (d = its first entry): for each tile column, lane l is the sum of
     // the row's entries l, V + l, 2V + l, … in that tile column (col is a multiple of nr, or 0 with n = N for
     // a product with K = 0). An edge tile (fewer than nr columns) gets the same sums, one entry at a time.
@@ -117,10 +125,10 @@ struct TimesDerivative {
         for (std::size_t j0 = 0; j0 < n; j0 += NR) {
             T* partial = row_partials + (i * partials_per_row + (col + j0) / NR) * V;
             if (n - j0 >= NR) {
-                Vec<T> sum = Vec<T>::zero();
+                Vec<T> x[NV];
                 MLPGRAD_UNROLL
-                for (std::size_t v = 0; v < NV; ++v) sum = sum + Vec<T>::load(d + j0 + v * V);
-                sum.store(partial);
+                for (std::size_t v = 0; v < NV; ++v) x[v] = Vec<T>::load(d + j0 + v * V);
+                tile_row_sum(x).store(partial);
                 continue;
             }
             std::fill(partial, partial + V, T(0));
