@@ -342,6 +342,8 @@ def test_the_private_kernel_refuses_what_it_cannot_read():
         _core._softmax_cross_entropy(yhat, labels, np.ones(3))
     with pytest.raises(TypeError, match="weights must be a numpy.ndarray"):
         _core._softmax_cross_entropy(yhat, labels, [0.5, 0.5])
+    with pytest.raises(ValueError, match=r"yhat has no classes \(m = 0\)"):
+        _core._softmax_cross_entropy(np.zeros((2, 0)), np.zeros((2, 0)), None)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -116,6 +116,10 @@ TYPED_TEST(SoftmaxCrossEntropy, RefusesBadArgumentsBeforeWriting) {
                  std::invalid_argument);  // dy overlapping ŷ
     EXPECT_THROW(softmax_cross_entropy(Y, MatrixView<const T>(yhat.data(), 3, 2), nullptr, MatrixView<T>(dy.data(), 2, 3)),
                  std::invalid_argument);
+    // No classes: refused before a row is read (a softmax of nothing has no row maximum).
+    EXPECT_THROW(softmax_cross_entropy(MatrixView<const T>(yhat.data(), 2, 0), MatrixView<const T>(yhat.data(), 2, 0),
+                                       nullptr, MatrixView<T>(dy.data(), 2, 0)),
+                 std::invalid_argument);
     for (T v : dy) EXPECT_EQ(v, T(7));
 }
 

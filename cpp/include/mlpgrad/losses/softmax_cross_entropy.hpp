@@ -83,6 +83,7 @@ void require_shapes(MatrixView<const T> yhat, std::size_t target_rows, std::size
         throw std::invalid_argument(std::string(target) + " does not match yhat's " + std::to_string(B) + " × " +
                                     std::to_string(m));
     if (dY.rows != B || dY.cols != m) throw std::invalid_argument("dy must have the shape of yhat");
+    if (B != 0 && m == 0) throw std::invalid_argument("yhat has no classes (m = 0); a softmax needs m >= 1 logits");
     if (B * m != 0 && dY.data < yhat.data + B * m && yhat.data < dY.data + B * m)
         throw std::invalid_argument("dy overlaps yhat; it needs memory of its own");
 }
