@@ -11,6 +11,7 @@
 
 #include "register_dag.hpp"
 #include "register_gradients.hpp"
+#include "register_lbfgs.hpp"
 #include "register_losses.hpp"
 #include "register_mlp.hpp"
 #include "register_optim.hpp"
@@ -33,6 +34,7 @@ PYBIND11_MODULE(_core, m) {
     m.attr("ACTIVATIONS") = names;
 
     register_gradients(m);
+    register_lbfgs(m);
     register_losses(m);
     register_mlp(m);
     register_optim(m);

@@ -10,7 +10,6 @@ import warnings
 import numpy as np
 
 try:
-    import scipy.optimize  # noqa: F401 (the L-BFGS solver, mlpgrad._lbfgsb, drives it)
     from sklearn.base import BaseEstimator, is_classifier
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import train_test_split
@@ -23,7 +22,7 @@ except ImportError as e:  # pragma: no cover - depends on the environment
 import mlpgrad
 
 from . import optim
-from ._lbfgsb import minimize_lbfgsb
+from ._lbfgs import minimize_lbfgs
 from .train import Trainer, _Snapshot, num_threads, parameters
 
 __all__ = ["ACTIVATIONS", "MLPBase"]
@@ -352,7 +351,7 @@ class MLPBase(BaseEstimator):
             return loss, np.concatenate([g.ravel() for _, _, g in pairs]).astype(np.float64)
 
         theta = np.concatenate([p.ravel() for _, p, _ in pairs]).astype(np.float64)
-        result = minimize_lbfgsb(loss_and_gradient, theta, maxfun=self.max_fun, maxiter=self.max_iter, gtol=self.tol)
+        result = minimize_lbfgs(loss_and_gradient, theta, maxfun=self.max_fun, maxiter=self.max_iter, gtol=self.tol)
         if result.status != 0:
             warnings.warn(f"lbfgs failed to converge after {result.nit} iteration(s) (status={result.status}): "
                           f"{result.message}", ConvergenceWarning)

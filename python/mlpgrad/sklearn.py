@@ -12,8 +12,8 @@ targets rather than averaged, and so does this module; log-loss summed over a mu
 term alpha/(2·Σw)·Σ‖W‖² over the weights, not the intercepts, added per batch; batch_size="auto" =
 min(200, n); the stopping rules (tol, n_iter_no_change, early_stopping on the validation score with the
 best parameters restored), the learning-rate schedules of "sgd", and "lbfgs" as
-``scipy.optimize.minimize(method="L-BFGS-B")`` runs it (the same iterates; :mod:`mlpgrad._lbfgsb` drives
-SciPy's routine itself) on full-batch gradients. The output: one logistic unit
+``scipy.optimize.minimize(method="L-BFGS-B")`` steps without bounds, on full-batch gradients (the same
+algorithm in mlpgrad's C++, :mod:`mlpgrad._lbfgs`: the same iterates to rounding). The output: one logistic unit
 for two classes, softmax for more, one logistic unit per label for multilabel targets, identity for
 regression. What differs: Adam and SGD are ``mlpgrad.optim``'s (PyTorch's algorithms: Adam adds ε to
 sqrt(v̂) where scikit-learn adds it to sqrt(v); SGD's velocity is kept in gradient units, the same steps

@@ -11,7 +11,8 @@
 //   gradients.hpp    GradientsView<T>, BatchGradientsView<T> (caller buffers), Gradients<T>, BatchGradients<T>
 //   backward.hpp     backward(), value_and_grad(): the backward recursion, for dy ∈ ℝ^m
 //   batch.hpp        BatchTape<T>, forward_batch(), backward_batch()
-//   optim/           optimiser updates, one fused in-place pass per parameter array: sgd.hpp, adam.hpp
+//   optim/           optimiser updates, one fused in-place pass per parameter array: sgd.hpp, adam.hpp;
+//                    L-BFGS (lbfgs.hpp) with its Moré–Thuente line search (line_search.hpp)
 //   losses/          training losses fused into one pass per example: softmax_cross_entropy.hpp
 //   dag.hpp          dag::Graph<T> and its passes: backpropagation on any DAG (the notes' Question 2); with it
 //                    parallel/thread_pool.hpp (its batch passes take a ThreadPool*). About 0.1 s more to
@@ -35,6 +36,7 @@
 #include "losses/softmax_cross_entropy.hpp"
 #include "network.hpp"
 #include "optim/adam.hpp"
+#include "optim/lbfgs.hpp"
 #include "optim/sgd.hpp"
 #include "simd.hpp"
 #include "tape.hpp"
