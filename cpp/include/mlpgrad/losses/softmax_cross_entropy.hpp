@@ -18,6 +18,7 @@
 #include <type_traits>
 
 #include "../kernels.hpp"
+#include "exp.hpp"
 #include "../views.hpp"
 
 namespace mlpgrad {
@@ -62,8 +63,9 @@ class BlockedSum {
 template <class T>
 void softmax_row(const T* y, std::size_t m, T* e, T& mu, T& log_sum) {
     mu = row_max(y, m);
+    detail::exp_shifted(y, mu, e, m);  // y − μ ≤ 0, or NaN for a row with +Inf or NaN
     T sum = T(0);
-    for (std::size_t k = 0; k < m; ++k) sum += e[k] = std::exp(y[k] - mu);
+    for (std::size_t k = 0; k < m; ++k) sum += e[k];
     for (std::size_t k = 0; k < m; ++k) e[k] /= sum;
     log_sum = std::log(sum);
 }
