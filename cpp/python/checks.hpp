@@ -73,11 +73,12 @@ inline DType float_dtype(const py::array& a, const std::string& what) {
                          "; expected float32 or float64 in native byte order");
 }
 
-inline void require_dtype(const py::array& a, DType expected, const std::string& what, const std::string& whose) {
+inline void require_dtype(const py::array& a, DType expected, const std::string& what, const std::string& whose,
+                          const char* rule = "every array of a network must share one dtype") {
     const DType got = float_dtype(a, what);
     if (got != expected)
         throw py::type_error(what + " has dtype " + dtype_name(got) + " but " + whose + " " + dtype_name(expected) +
-                             "; every array of a network must share one dtype");
+                             "; " + rule);
 }
 
 inline void require_ndim(const py::array& a, py::ssize_t ndim, const std::string& what, const char* expected) {

@@ -24,7 +24,7 @@ py::tuple softmax_cross_entropy(const py::array& yhat, const py::array& y, const
     const T* c = nullptr;
     if (!weights.is_none()) {
         const py::array w = require_ndarray(weights, "weights", "private: mlpgrad.losses passes its own array");
-        require_dtype(w, dtype_of<T>(), "weights", "yhat has");
+        require_dtype(w, dtype_of<T>(), "weights", "yhat has", "the loss takes one dtype");
         require_ndim(w, 1, "weights", "(B,)");
         require_layout(w, "weights");
         if (static_cast<std::size_t>(w.shape(0)) != B)
@@ -32,7 +32,7 @@ py::tuple softmax_cross_entropy(const py::array& yhat, const py::array& y, const
         c = static_cast<const T*>(w.data());
     }
     if (y.ndim() != 1) {
-        require_dtype(y, dtype_of<T>(), "y", "yhat has");
+        require_dtype(y, dtype_of<T>(), "y", "yhat has", "the loss takes one dtype");
         require_ndim(y, 2, "y", "(B, m)");
         require_layout(y, "y");
     } else if (!y.dtype().equal(py::dtype::of<std::ptrdiff_t>()) || !is_c_contiguous_and_aligned(y)) {
