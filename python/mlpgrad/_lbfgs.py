@@ -27,7 +27,7 @@ def minimize_lbfgs(fun, x0, *, maxfun: int, maxiter: int, gtol: float) -> Simple
     "maxiter": maxiter, "gtol": gtol})`` computes, returned as x, fun, nit, nfev, status (0 converged, 1 a
     limit reached, 2 the line search failed), message, and x_is_last_evaluated: whether x is the point of the
     last call of ``fun``. ``fun`` must neither keep nor change the x it is given (it is the driver's own
-    array); a request at the point last evaluated is answered from a cache, as SciPy's ``ScalarFunction``
+    array); it may return the same gradient array every time (each is read before the next call). A request at the point last evaluated is answered from a cache, as SciPy's ``ScalarFunction``
     does, so ``fun`` is called as often as under SciPy."""
     x = np.array(np.asarray(x0, dtype=np.float64).ravel(), dtype=np.float64)
     run = _Lbfgs(x.size, memory=MAXCOR, ftol=FTOL, gtol=gtol, max_line_search=MAXLS)

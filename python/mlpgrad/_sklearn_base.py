@@ -333,22 +333,29 @@ class MLPBase(BaseEstimator):
         return True
 
     def _fit_lbfgs(self, X, y, sample_weight):
-        """L-BFGS-B over every parameter, on the full-batch loss and gradients, as scikit-learn does."""
-        net, loss_fn, penalty = self.net_, self._loss_function(), self._penalty()
+        """L-BFGS over every parameter, on the full-batch loss and gradients, as scikit-learn does."""
+        net, loss_fn = self.net_, self._loss_function()
         grads = net.new_gradients(batch=len(X), x=False)
         pairs = optim._parameters(net, grads)
         targets = self._network_targets(y)
         weight_sum = len(X) if sample_weight is None else float(sample_weight.sum())
         bounds = np.cumsum([0] + [p.size for _, p, _ in pairs])
+        # The L2 term on θ itself: the weights and α come first in θ (optim._parameters' order), the biases after.
+        penalised = int(bounds[len(self._weights) + 1])
+        c = self.alpha / weight_sum
+        gradient = np.empty(int(bounds[-1]))  # one buffer: minimize_lbfgs reads each gradient before the next call
 
         def loss_and_gradient(theta):
             for (_, p, _), start, stop in zip(pairs, bounds[:-1], bounds[1:]):
                 p[...] = theta[start:stop].reshape(p.shape)
             loss, dy = loss_fn(net.forward_batch(X), targets, sample_weight=sample_weight)
             net.backward_batch(dy, out=grads)
-            if penalty is not None:
-                loss += penalty(grads, weight_sum)
-            return loss, np.concatenate([g.ravel() for _, _, g in pairs]).astype(np.float64)
+            np.concatenate([g.ravel() for _, _, g in pairs], out=gradient, casting="unsafe")
+            if c != 0:  # scikit-learn's alpha/(2·Σw)·Σ‖W‖² and its gradient alpha/Σw·W
+                w = theta[:penalised]
+                gradient[:penalised] += c * w
+                loss += 0.5 * c * float(w @ w)
+            return loss, gradient
 
         theta = np.concatenate([p.ravel() for _, p, _ in pairs]).astype(np.float64)
         result = minimize_lbfgs(loss_and_gradient, theta, maxfun=self.max_fun, maxiter=self.max_iter, gtol=self.tol)
