@@ -8,12 +8,8 @@ import warnings
 import numpy as np
 import pytest
 
-pytest.importorskip("scipy")
-
-import scipy.optimize  # noqa: E402
-
-from mlpgrad import _core  # noqa: E402
-from mlpgrad._lbfgs import minimize_lbfgs  # noqa: E402
+from mlpgrad import _core
+from mlpgrad._lbfgs import minimize_lbfgs
 
 
 def recording(fun):
@@ -26,8 +22,12 @@ def recording(fun):
     return recorded, calls
 
 
-def rosenbrock(x):
-    return scipy.optimize.rosen(x), scipy.optimize.rosen_der(x)
+def rosenbrock(x):  # scipy.optimize.rosen and rosen_der
+    a, b = x[1:] - x[:-1] ** 2, 1.0 - x[:-1]
+    g = np.zeros_like(x)
+    g[:-1] = -400.0 * x[:-1] * a - 2.0 * b
+    g[1:] += 200.0 * a
+    return float((100.0 * a**2 + b**2).sum()), g
 
 
 def wrong_gradient(x):  # the gradient's sign is wrong: the line search cannot succeed (ABNORMAL)
@@ -58,11 +58,12 @@ def scaled_quartic(x):  # convex, badly scaled: many iterations, full memory, so
     (scaled_quartic, dict(maxfun=15000, maxiter=15000, gtol=1e-9)),
 ])
 def test_the_same_calls_and_result_as_scipy_to_rounding(fun, options):
+    scipy_optimize = pytest.importorskip("scipy.optimize")
     x0 = np.linspace(-1.5, 1.2, 11)
     ours, our_calls = recording(fun)
     theirs, their_calls = recording(fun)
     r = minimize_lbfgs(ours, x0.copy(), **options)
-    s = scipy.optimize.minimize(theirs, x0.copy(), method="L-BFGS-B", jac=True, options=options)
+    s = scipy_optimize.minimize(theirs, x0.copy(), method="L-BFGS-B", jac=True, options=options)
     assert len(our_calls) == len(their_calls) == r.nfev == s.nfev
     # Rounding differs, and Rosenbrock's valley amplifies it (to ~1e-9 after 40 points, ~1e-7 after 60):
     # the first 20 points agree to 1e-11, the rest, near the minimiser, to 1e-4.
@@ -160,21 +161,18 @@ def test_an_ended_run_refuses_more_calls():
 
 
 # ----------------------------------------------------------------------------- mlpgrad.sklearn's fits
-sklearn = pytest.importorskip("sklearn")
-import sklearn.datasets  # noqa: E402
-import sklearn.neural_network as sk  # noqa: E402
-from sklearn.exceptions import ConvergenceWarning  # noqa: E402
-
-from mlpgrad.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
-
-
-@pytest.mark.parametrize("ours, theirs, data", [
-    (MLPClassifier, sk.MLPClassifier, "cancer"),
-    (MLPRegressor, sk.MLPRegressor, "diabetes"),
-])
-def test_sklearn_lbfgs_fits_follow_scikit_learns_to_rounding(ours, theirs, data):
+@pytest.mark.parametrize("estimator, data", [("MLPClassifier", "cancer"), ("MLPRegressor", "diabetes")])
+def test_sklearn_lbfgs_fits_follow_scikit_learns_to_rounding(estimator, data):
     """mlpgrad.sklearn's lbfgs fit against scikit-learn's on a small network, for 20 iterations: the same
     number of iterations and evaluations, and parameters that agree to far below their changes."""
+    pytest.importorskip("sklearn")
+    import sklearn.datasets
+    import sklearn.neural_network
+    from sklearn.exceptions import ConvergenceWarning
+
+    import mlpgrad.sklearn
+
+    ours, theirs = getattr(mlpgrad.sklearn, estimator), getattr(sklearn.neural_network, estimator)
     if data == "cancer":
         X, y = sklearn.datasets.load_breast_cancer(return_X_y=True)
     else:
