@@ -110,7 +110,7 @@ TEST(Lbfgs, MinimisesRosenbrock) {
         options.gtol = 1e-8;
         options.ftol = 0;
         const auto result = mlpgrad::optim::minimize_lbfgs(
-            [n](const double* x, double* g) { return rosenbrock(x, g, n); }, x.data(), n, options, 2000, 15000);
+            [&](const double* x, double* g) { return rosenbrock(x, g, n); }, x.data(), n, options, 2000, 15000);
         EXPECT_EQ(result.task, LbfgsTask::converged_gradient) << "n = " << n;
         for (double v : x) EXPECT_NEAR(v, 1.0, 1e-6) << "n = " << n;
         EXPECT_LT(result.f, 1e-12);
@@ -142,7 +142,7 @@ TEST(Lbfgs, TakesOneNewtonStepOnAScaledIdentityQuadraticAfterTheFirst) {
 
 TEST(Lbfgs, StopsAtItsLimitsAndOnTheRelativeReduction) {
     const std::size_t n = 10;
-    auto fun = [n](const double* x, double* g) { return rosenbrock(x, g, n); };
+    auto fun = [&](const double* x, double* g) { return rosenbrock(x, g, n); };
     std::vector<double> x(n, -1.0);
     LbfgsOptions options;
     options.gtol = 0;
@@ -176,7 +176,7 @@ TEST(Lbfgs, AWrongGradientEndsTheRunAtTheLastIterate) {
     std::vector<double> x{1.0, -2.0, 0.5};
     const std::vector<double> start = x;
     const auto r = mlpgrad::optim::minimize_lbfgs(
-        [n](const double* x, double* g) {
+        [&](const double* x, double* g) {
             double f = 0;
             for (std::size_t i = 0; i < n; ++i) {
                 f += x[i] * x[i];
@@ -231,7 +231,7 @@ TEST(Lbfgs, ANonFiniteTrialValueFailsTheSearchAndKeepsTheIterate) {
     const std::size_t n = 4;
     std::vector<double> x{4.0, 0.3, 2.0, 9.0};
     const auto r = mlpgrad::optim::minimize_lbfgs(
-        [n](const double* x, double* g) {
+        [&](const double* x, double* g) {
             double f = 0;
             for (std::size_t i = 0; i < n; ++i) {
                 f += x[i] - std::log(x[i]);
@@ -251,7 +251,7 @@ TEST(Lbfgs, IsTheSameBitsOnEveryRun) {
     for (int run = 0; run < 3; ++run) {
         std::vector<double> x(n);
         for (std::size_t i = 0; i < n; ++i) x[i] = std::sin(double(i));
-        mlpgrad::optim::minimize_lbfgs([n](const double* x, double* g) { return rosenbrock(x, g, n); }, x.data(), n,
+        mlpgrad::optim::minimize_lbfgs([&](const double* x, double* g) { return rosenbrock(x, g, n); }, x.data(), n,
                                        LbfgsOptions{}, 60, 1000);
         if (run == 0) first = x;
         EXPECT_EQ(x, first);
