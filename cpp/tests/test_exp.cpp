@@ -1,6 +1,6 @@
-// The softmax's exponential (mlpgrad/losses/exp.hpp): within 1 ulp of e^x computed in long double (1.25
-// without FMA) on 2^20 random points of [−745, 0] and on the edges of its range; the IEEE limits; and the
-// same bits for a value wherever it sits in a row (every lane takes the same operations).
+// The softmax's exponential (mlpgrad/losses/exp.hpp): within 1.25 ulp of e^x computed in long double on
+// 2^20 random points of [−745, 0] and on the edges of its range; the IEEE limits; and the same bits for a
+// value wherever it sits in a row (every lane takes the same operations).
 #include "test_support.hpp"
 
 #include <mlpgrad/losses/exp.hpp>
@@ -31,15 +31,11 @@ double ulps(double a, long double exact) {
     return static_cast<double>(std::fabs(static_cast<long double>(a) - exact) / spacing);
 }
 
-// With FMA the polynomial's Horner steps round once each (worst seen 0.86 ulp on 2^21 points); without,
-// twice (worst seen 1.13 ulp).
-#if defined(__FMA__) || defined(__aarch64__)
-constexpr double max_ulps = 1.0;
-#else
+// Where the compiler fuses the polynomial's Horner steps into FMAs (optimised builds with FMA) each rounds
+// once: worst seen 0.86 ulp on 2^21 points; unfused (no FMA, or -O0) twice: worst seen 1.13 ulp.
 constexpr double max_ulps = 1.25;
-#endif
 
-TEST(ExpNonpositive, IsWithinOneUlpOfTheExactValue) {
+TEST(ExpNonpositive, IsWithinOneAndAQuarterUlpOfTheExactValue) {
     std::mt19937_64 rng(12345);
     std::uniform_real_distribution<double> wide(-745.0, 0.0), narrow(-1.0, 0.0);
     std::vector<double> x;
