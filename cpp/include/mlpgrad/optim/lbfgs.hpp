@@ -22,6 +22,7 @@
 #include <string>
 #include <vector>
 
+#include "../kernels.hpp"
 #include "line_search.hpp"
 #include "update.hpp"
 
@@ -216,23 +217,24 @@ private:
         for (std::size_t i = 0; i < n_; ++i) to[i] = from[i];
     }
 
-    void axpy(double a, const double* v, double* out) const {
-        for (std::size_t i = 0; i < n_; ++i) out[i] += a * v[i];
-    }
+    void axpy(double a, const double* v, double* out) const { kernels::axpy(a, v, out, n_); }
 
-    // Eight partial sums in a fixed order: fast without reassociating across builds' runs.
-    double dot(const double* a, const double* b) const {
+    // The library's blocked dot product (kernels.hpp): two vector accumulators, a fixed order of sums.
+    double dot(const double* a, const double* b) const { return kernels::dot(a, b, n_); }
+
+    // ‖v‖_∞ of a finite v (the start and every accepted step have a finite gradient): eight running maxima,
+    // which the compiler keeps in one vector (std::fmax, NaN-aware, is a library call per element).
+    double max_abs(const double* v) const {
         double part[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         std::size_t i = 0;
         for (; i + 8 <= n_; i += 8)
-            for (std::size_t k = 0; k < 8; ++k) part[k] += a[i + k] * b[i + k];
-        for (std::size_t k = 0; i < n_; ++i, ++k) part[k] += a[i] * b[i];
-        return ((part[0] + part[4]) + (part[1] + part[5])) + ((part[2] + part[6]) + (part[3] + part[7]));
-    }
-
-    double max_abs(const double* v) const {
+            for (std::size_t k = 0; k < 8; ++k) {
+                const double a = std::fabs(v[i + k]);
+                part[k] = a > part[k] ? a : part[k];
+            }
+        for (std::size_t k = 0; i < n_; ++i, ++k) part[k] = std::fabs(v[i]) > part[k] ? std::fabs(v[i]) : part[k];
         double m = 0;
-        for (std::size_t i = 0; i < n_; ++i) m = std::fmax(m, std::fabs(v[i]));
+        for (double p : part) m = p > m ? p : m;
         return m;
     }
 
