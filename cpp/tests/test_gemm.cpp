@@ -261,15 +261,36 @@ TEST(Gemm, BadShapesThrowBeforeWriting) {
     EXPECT_EQ(c, std::vector<float>(8, 3.0f));
 }
 
-// Forward epilogue: U = A B + b (per row), Z = σ(U); and with Z == C, C = σ(A B + b).
+// The shapes (M, N, K) of the epilogue checks: `edges` (one depth block, edge tiles on the right and the
+// bottom), and whole tiles only with several depth blocks, where ReLU's epilogue runs in the micro-kernel's
+// registers on sums added over the blocks.
+template <class T>
+std::vector<std::array<std::size_t, 3>> epilogue_shapes(std::array<std::size_t, 3> edges) {
+    const gemm::Blocking b = gemm::blocking_for<T>();
+    return {edges, {3 * b.mr, 2 * b.nr, 2 * b.kc + 3}};
+}
+
+template <class T>
+void check_bias_activation(Activation act, std::size_t M, std::size_t N, std::size_t K, bool pack_a);
+template <class T>
+void check_times_derivative(Activation act, std::size_t M, std::size_t N, std::size_t K, bool pack_a);
+
+// Forward epilogue: U = A B + b (per row), Z = σ(U); and with Z == C, C = σ(A B + b); A packed or in place.
 template <class T>
 void check_bias_activation(Activation act) {
+    for (const auto& [M, N, K] : epilogue_shapes<T>({23, 37, 19}))
+        for (bool pack_a : {false, true}) check_bias_activation<T>(act, M, N, K, pack_a);
+}
+
+template <class T>
+void check_bias_activation(Activation act, std::size_t M, std::size_t N, std::size_t K, bool pack_a) {
+    SCOPED_TRACE(std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) + (pack_a ? " packed" : ""));
     Random rng(11);
-    const std::size_t M = 23, N = 37, K = 19;
     const auto A = random_stored<T>(M, K, false, rng), B = random_stored<T>(K, N, false, rng);
     const std::vector<T> bias = random_vector<T>(rng, M);
     std::vector<T> plain(M * N);
-    gemm::multiply(A.operand(), B.operand(), MatrixView<T>(plain.data(), M, N));
+    gemm::multiply(A.operand(), B.operand(), MatrixView<T>(plain.data(), M, N), gemm::Update::overwrite, gemm::Store{},
+                   settings<T>(pack_a));
     for (bool with_bias : {false, true})
         for (bool in_place : {false, true}) {
             std::vector<T> U(M * N), Z(M * N);
@@ -277,7 +298,7 @@ void check_bias_activation(Activation act) {
                 const gemm::BiasActivation<decltype(a)::value, T> epi{with_bias ? bias.data() : nullptr,
                                                                       {in_place ? U.data() : Z.data(), M, N}};
                 gemm::multiply(A.operand(), B.operand(), MatrixView<T>(U.data(), M, N), gemm::Update::overwrite, epi,
-                               settings<T>(true));
+                               settings<T>(pack_a));
             });
             for (std::size_t i = 0; i < M; ++i)
                 for (std::size_t j = 0; j < N; ++j) {
@@ -294,19 +315,27 @@ void check_bias_activation(Activation act) {
         }
 }
 
-// Backward epilogue: C = (A B) ∘ σ'(U) with Z = σ(U).
+// Backward epilogue: C = (A B) ∘ σ'(U) with Z = σ(U), A (transposed) packed or read in place.
 template <class T>
 void check_times_derivative(Activation act) {
+    for (const auto& [M, N, K] : epilogue_shapes<T>({29, 21, 33}))
+        for (bool pack_a : {false, true}) check_times_derivative<T>(act, M, N, K, pack_a);
+}
+
+template <class T>
+void check_times_derivative(Activation act, std::size_t M, std::size_t N, std::size_t K, bool pack_a) {
+    SCOPED_TRACE(std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) + (pack_a ? " packed" : ""));
     Random rng(12);
-    const std::size_t M = 29, N = 21, K = 33;
     const auto A = random_stored<T>(M, K, true, rng), B = random_stored<T>(K, N, false, rng);
     std::vector<T> U = random_vector<T>(rng, M * N), Z(M * N), plain(M * N), C(M * N);
     U[0] = T(0);  // the ReLU convention σ'(0) = 1
     for (std::size_t i = 0; i < U.size(); ++i) Z[i] = mlpgrad::activate(act, U[i]);
-    gemm::multiply(A.operand(), B.operand(), MatrixView<T>(plain.data(), M, N));
+    gemm::multiply(A.operand(), B.operand(), MatrixView<T>(plain.data(), M, N), gemm::Update::overwrite, gemm::Store{},
+                   settings<T>(pack_a));
     mlpgrad::dispatch(act, [&](auto a) {
         const gemm::TimesDerivative<decltype(a)::value, T> epi{{U.data(), M, N}, {Z.data(), M, N}};
-        gemm::multiply(A.operand(), B.operand(), MatrixView<T>(C.data(), M, N), gemm::Update::overwrite, epi);
+        gemm::multiply(A.operand(), B.operand(), MatrixView<T>(C.data(), M, N), gemm::Update::overwrite, epi,
+                       settings<T>(pack_a));
     });
     for (std::size_t i = 0; i < C.size(); ++i) {
         const T d = mlpgrad::dispatch(act, [&](auto a) {

@@ -4,10 +4,17 @@
 // An epilogue is called as epilogue(C, row, col, m, n) for the final m × n region of C at (row, col); it
 // may rewrite that region of C and write the same region of its own outputs, nothing else (tiles of one
 // product are finished by different threads at once).
+//
+// An epilogue with `static constexpr bool in_registers = true` also has tile_row(i, col, c, x): row i of a
+// whole final tile, columns [col, col + nr), whose nv vectors x the micro-kernel holds in registers and
+// stores to c (= &C(i, col)) afterwards. It does to x what operator() does to that row of C, in the same
+// operations, so both give the same bits; the micro-kernel then calls it instead of storing the tile,
+// loading it back and storing it again (microkernel.hpp). Edge tiles still take operator().
 #pragma once
 
 #include <algorithm>
 #include <cstddef>
+#include <type_traits>
 
 #include "../activations.hpp"
 #include "../kernels.hpp"
@@ -24,12 +31,41 @@ struct Store {
     void operator()(MatrixView<T>, std::size_t, std::size_t, std::size_t, std::size_t) const {}
 };
 
+template <class E, class = void>
+constexpr bool epilogue_in_registers = false;
+template <class E>
+constexpr bool epilogue_in_registers<E, std::enable_if_t<E::in_registers>> = true;
+
 // The forward step u^{t+1} = W^{[t+1]} z^t + b^{t+1}, z^{t+1} = σ(u^{t+1}) on a batch: C (U) gets the bias of
 // its row added (none when bias is null) and Z = σ(U) is written. Z may be C itself (then only σ(U) is kept).
 template <Activation A, class T>
 struct BiasActivation {
     const T* bias = nullptr;  // one per row of C, or null
     MatrixView<T> Z;          // same shape as C
+
+    static constexpr bool in_registers = A == Activation::relu;
+
+    void prefetch_row(std::size_t i, std::size_t col) const {
+        constexpr std::size_t NR = RegisterBlock<T>::nr;
+        T* z = Z.row(i) + col;
+        for (std::size_t j = 0; j < NR; j += 64 / sizeof(T)) simd::prefetch_for_write(z + j);
+    }
+
+    // u = x (+ b_i), z = max(u, 0); x becomes z when Z is C itself.
+    void tile_row(std::size_t i, std::size_t col, const T* c, simd::Vec<T> (&x)[RegisterBlock<T>::nv]) const {
+        using simd::Vec;
+        constexpr std::size_t V = RegisterBlock<T>::vector, NV = RegisterBlock<T>::nv;
+        T* z = Z.row(i) + col;
+        const auto b = Vec<T>::broadcast(bias ? bias[i] : T(0));
+        MLPGRAD_UNROLL
+        for (std::size_t v = 0; v < NV; ++v) {
+            if (bias) x[v] = x[v] + b;
+            if (z == c)
+                x[v] = positive_part(x[v]);
+            else
+                positive_part(x[v]).store(z + v * V);
+        }
+    }
 
     void operator()(MatrixView<T> C, std::size_t row, std::size_t col, std::size_t m, std::size_t n) const {
         using simd::Vec;
@@ -77,6 +113,24 @@ struct TimesDerivative {
     MatrixView<const T> U, Z;
     T* row_partials = nullptr;
     std::size_t partials_per_row = 0;
+
+    static constexpr bool in_registers = A == Activation::relu;
+
+    void prefetch_row(std::size_t i, std::size_t col) const {
+        constexpr std::size_t NR = RegisterBlock<T>::nr;
+        const T* u = U.row(i) + col;
+        for (std::size_t j = 0; j < NR; j += 64 / sizeof(T)) simd::prefetch_for_read(u + j);
+    }
+
+    // ∂u = x · [u ≥ 0], and the row's partial sum from the registers.
+    void tile_row(std::size_t i, std::size_t col, const T*, simd::Vec<T> (&x)[RegisterBlock<T>::nv]) const {
+        using simd::Vec;
+        constexpr std::size_t V = RegisterBlock<T>::vector, NV = RegisterBlock<T>::nv, NR = RegisterBlock<T>::nr;
+        const T* u = U.row(i) + col;
+        MLPGRAD_UNROLL
+        for (std::size_t v = 0; v < NV; ++v) x[v] = x[v] * nonnegative_step(Vec<T>::load(u + v * V));
+        if (row_partials) tile_row_sum(x).store(row_partials + (i * partials_per_row + col / NR) * V);
+    }
 
     void operator()(MatrixView<T> C, std::size_t row, std::size_t col, std::size_t m, std::size_t n) const {
         using simd::Vec;

@@ -158,6 +158,10 @@ void multiply_part(Operand<T> A, Operand<T> B, MatrixView<T> C, Update update, c
     constexpr std::size_t MR = RegisterBlock<T>::mr, NR = RegisterBlock<T>::nr;
     const DepthBlocks depth(A.cols, b.kc);
     alignas(64) T edge[MR * NR];
+    // The micro-kernels' epilogue: this one when it works on registers, else none (it runs on C afterwards).
+    using Fused = std::conditional_t<epilogue_in_registers<Epilogue>, Epilogue, Store>;
+    const Fused* registers = nullptr;
+    if constexpr (std::is_same_v<Fused, Epilogue>) registers = &epilogue;
     for (std::size_t jc = part.n0; jc < part.n1; jc += b.nc) {
         const std::size_t n = std::min(b.nc, part.n1 - jc);
         for (std::size_t p = 0; p < depth.count; ++p) {
@@ -177,16 +181,19 @@ void multiply_part(Operand<T> A, Operand<T> B, MatrixView<T> C, Update update, c
                         const bool whole = w == NR && (h == MR || !pack_a);
                         T* out = whole ? c : edge;
                         const std::size_t ldc = whole ? C.cols : NR;
+                        // A final whole tile takes a register epilogue in the micro-kernel itself.
+                        const Fused* fused = last && whole ? registers : nullptr;
                         if (pack_a)
-                            microkernel<T, MR, true>(kc, a_buffer + ir * kc, 1, MR, b_panel, out, ldc, add && whole);
+                            microkernel<T, MR, true, Fused>(kc, a_buffer + ir * kc, 1, MR, b_panel, out, ldc,
+                                                            add && whole, fused, row, col);
                         else
-                            unpacked_microkernel<T>(h)(kc, A.at(row, k0), A.row_stride, A.col_stride, b_panel, out,
-                                                       ldc, add && whole);
+                            unpacked_microkernel<T, Fused>(h)(kc, A.at(row, k0), A.row_stride, A.col_stride, b_panel,
+                                                              out, ldc, add && whole, fused, row, col);
                         if (!whole)
                             for (std::size_t r = 0; r < h; ++r)
                                 for (std::size_t j = 0; j < w; ++j)
                                     c[r * C.cols + j] = add ? c[r * C.cols + j] + edge[r * NR + j] : edge[r * NR + j];
-                        if (last) epilogue(C, row, col, h, w);
+                        if (last && !fused) epilogue(C, row, col, h, w);
                     }
                 }
             }
