@@ -10,7 +10,7 @@
 //           for ir over the block in steps of mr:       mr × kc micro-panels of A stream from L2
 //             micro-kernel: the mr × nr tile of C in registers, kc rank-1 updates, added to C
 //             after the last depth block: the epilogue on the tile (bias, σ, σ'), still in L1
-//             (epilogue.hpp; ReLU on whole tile rows in vector registers)
+//             (epilogue.hpp; ReLU's in the micro-kernel, on the tile's registers before they are stored)
 // Block sizes come from the cache sizes (blocking.hpp: kc = L1/2 / (nr·sizeof T), mc = L2/2 / (kc·sizeof T),
 // nc = L3 share/2 / (kc·sizeof T)); the register block from the vector width (6 × 2 vectors: 12 accumulators
 // hide the FMA latency of two ports with 15 of 16 registers).
