@@ -58,16 +58,14 @@ class BlockedSum {
     T partial_ = T(0), total_ = T(0);
 };
 
-// A row's softmax: e[k] = e^{ŷ_k − μ} / Σ_j e^{ŷ_j − μ}; returns μ and log Σ_j e^{ŷ_j − μ} (the log-sum-exp
-// less μ).
+// A row's exponentials: e[k] = e^{ŷ_k − μ}; returns μ and Σ_j e^{ŷ_j − μ}, whose logarithm is the
+// log-sum-exp less μ. softmax(ŷ)_k = e[k] / sum.
 template <class T>
-void softmax_row(const T* y, std::size_t m, T* e, T& mu, T& log_sum) {
+void exp_row(const T* y, std::size_t m, T* e, T& mu, T& sum) {
     mu = row_max(y, m);
     detail::exp_shifted(y, mu, e, m);  // y − μ ≤ 0, or NaN for a row with +Inf or NaN
-    T sum = T(0);
+    sum = T(0);
     for (std::size_t k = 0; k < m; ++k) sum += e[k];
-    for (std::size_t k = 0; k < m; ++k) e[k] /= sum;
-    log_sum = std::log(sum);
 }
 
 template <class Label>
@@ -112,11 +110,11 @@ T softmax_cross_entropy(MatrixView<const T> yhat, const Label* labels, const mlp
         T* d = dY.row(b);
         const std::size_t label = static_cast<std::size_t>(labels[b]);
         const T c = weights ? weights[b] : uniform;
-        T mu, log_sum;
-        detail::softmax_row(y, m, d, mu, log_sum);
-        d[label] -= T(1);
-        for (std::size_t k = 0; k < m; ++k) d[k] *= c;
-        mean.add((log_sum - (y[label] - mu)) * c);  // ℓ_b = −log softmax(ŷ_b)_label
+        T mu, sum;
+        detail::exp_row(y, m, d, mu, sum);
+        // dy_k = (softmax_k − [k = label]) c, in one pass (subtracting 0 leaves the others as they are)
+        for (std::size_t k = 0; k < m; ++k) d[k] = (d[k] / sum - T(k == label)) * c;
+        mean.add((std::log(sum) - (y[label] - mu)) * c);  // ℓ_b = −log softmax(ŷ_b)_label
     }
     return mean.total();
 }
@@ -135,8 +133,10 @@ T softmax_cross_entropy(MatrixView<const T> yhat, MatrixView<const T> target, co
         const T* t = target.row(b);
         T* d = dY.row(b);
         const T c = weights ? weights[b] : uniform;
-        T mu, log_sum, loss = T(0), mass = T(0);
-        detail::softmax_row(y, m, d, mu, log_sum);
+        T mu, sum, loss = T(0), mass = T(0);
+        detail::exp_row(y, m, d, mu, sum);
+        for (std::size_t k = 0; k < m; ++k) d[k] /= sum;
+        const T log_sum = std::log(sum);
         for (std::size_t k = 0; k < m; ++k) {
             mass += t[k];
             if (t[k] != T(0)) loss -= t[k] * ((y[k] - mu) - log_sum);  // (0 · −Inf is skipped: 0)
