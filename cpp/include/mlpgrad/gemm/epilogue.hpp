@@ -74,18 +74,15 @@ struct BiasActivation {
             T* u = C.row(i) + col;
             T* z = Z.row(i) + col;
             if constexpr (A == Activation::relu) {
-                // A whole tile row in vector registers (the loops below cost 8-13 % of a product with K = 64-256).
+                // A whole tile row (of a tile with fewer than mr rows) in vector registers, as the micro-kernel
+                // does it (the loops below cost 8-13 % of a product with K = 64-256).
                 if (n == RegisterBlock<T>::nr) {
-                    const auto b = Vec<T>::broadcast(bias ? bias[i] : T(0));
+                    Vec<T> x[NV];
                     MLPGRAD_UNROLL
-                    for (std::size_t v = 0; v < NV; ++v) {
-                        auto x = Vec<T>::load(u + v * V);
-                        if (bias) {
-                            x = x + b;
-                            x.store(u + v * V);
-                        }
-                        positive_part(x).store(z + v * V);
-                    }
+                    for (std::size_t v = 0; v < NV; ++v) x[v] = Vec<T>::load(u + v * V);
+                    tile_row(i, col, u, x);
+                    MLPGRAD_UNROLL
+                    for (std::size_t v = 0; v < NV; ++v) x[v].store(u + v * V);
                     continue;
                 }
             }
@@ -141,15 +138,15 @@ struct TimesDerivative {
             const T* z = Z.row(i) + col;
             std::size_t j = 0;
             if constexpr (A == Activation::relu) {
-                // A whole tile row with partials: its sum taken from the registers, as sum_row() would take it.
-                if (n == NR && row_partials) {
+                // A whole tile row as the micro-kernel does it, its partial sum taken from the registers as
+                // sum_row() would take it.
+                if (n == NR) {
                     Vec<T> x[NV];
                     MLPGRAD_UNROLL
-                    for (std::size_t v = 0; v < NV; ++v) {
-                        x[v] = Vec<T>::load(d + v * V) * nonnegative_step(Vec<T>::load(u + v * V));
-                        x[v].store(d + v * V);
-                    }
-                    tile_row_sum(x).store(row_partials + (i * partials_per_row + col / NR) * V);
+                    for (std::size_t v = 0; v < NV; ++v) x[v] = Vec<T>::load(d + v * V);
+                    tile_row(i, col, d, x);
+                    MLPGRAD_UNROLL
+                    for (std::size_t v = 0; v < NV; ++v) x[v].store(d + v * V);
                     continue;
                 }
                 // σ'(u) = [u ≥ 0] in vector registers, the same products
