@@ -11,7 +11,7 @@
 #      and runs the whole Python test suite, plus 4x the fuzz examples, with the ASan runtime preloaded;
 #   4. builds the C++ tests (cpp/tests) with ThreadSanitizer and runs the threaded ones with ctest.
 # Work trees go to a temporary directory (MLPGRAD_RELIABILITY_DIR to choose it and keep it, which also makes
-# re-runs incremental). MLPGRAD_RELIABILITY_SKIP="valgrind tsan ..." skips steps (for local use only).
+# re-runs incremental). MLPGRAD_RELIABILITY_SKIP="valgrind tsan ..." skips steps (.ci/run skips tsan: cpp.sh covers it).
 #
 # Leak detection under ASan: ASAN_OPTIONS=detect_leaks=0. CPython does not free everything at exit (interned
 # strings, static types, module state) and LeakSanitizer cannot tell those from mlpgrad's: a suppression
