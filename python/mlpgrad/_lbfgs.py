@@ -23,14 +23,25 @@ MAXCOR, FTOL, MAXLS = 10, 2.2204460492503131e-09, 20
 _Lbfgs = _core._Lbfgs
 
 
-def minimize_lbfgs(fun, x0, *, maxfun: int, maxiter: int, gtol: float) -> SimpleNamespace:
+def minimize_lbfgs(fun, x0, *, maxfun: int, maxiter: int, gtol: float, in_place: bool = False) -> SimpleNamespace:
     """What ``scipy.optimize.minimize(fun, x0, method="L-BFGS-B", jac=True, options={"maxfun": maxfun,
     "maxiter": maxiter, "gtol": gtol})`` computes, returned as x, fun, nit, nfev, status (0 converged, 1 a
     limit reached, 2 the line search failed), message, and x_is_last_evaluated: whether x is the point of the
     last call of ``fun``. ``fun`` must neither keep nor change the x it is given (it is the driver's own
     array); it may return the same gradient array every time (each is read before the next call). A request at the point last evaluated is answered from a cache, as SciPy's ``ScalarFunction``
-    does, so ``fun`` is called as often as under SciPy."""
-    x = np.array(np.asarray(x0, dtype=np.float64).ravel(), dtype=np.float64)
+    does, so ``fun`` is called as often as under SciPy.
+
+    With ``in_place=True``, x0 (a writeable, C-contiguous float64 vector) is the iterate itself: every trial
+    point is written into it and ``fun`` is given x0 each time, so a caller whose parameters are views of x0
+    evaluates at the trial point without copying it in; x0 holds the result at the end (the returned x)."""
+    if in_place:
+        if not (isinstance(x0, np.ndarray) and x0.dtype == np.float64 and x0.ndim == 1
+                and x0.flags.c_contiguous and x0.flags.writeable):
+            raise ValueError("in_place=True needs x0 to be a writeable, C-contiguous float64 vector, got "
+                             f"{type(x0).__name__} {getattr(x0, 'dtype', '')} {getattr(x0, 'shape', '')}")
+        x = x0
+    else:
+        x = np.array(np.asarray(x0, dtype=np.float64).ravel(), dtype=np.float64)
     run = _Lbfgs(x.size, memory=MAXCOR, ftol=FTOL, gtol=gtol, max_line_search=MAXLS)
     f, g = fun(x)
     g = np.ascontiguousarray(g, dtype=np.float64)
