@@ -72,6 +72,7 @@ class BatchTape {
 
     MatrixView<T> X() { return {storage_.data(), batch_, widths_[0]}; }                             // Z^0ᵀ
     MatrixView<T> Z(std::size_t t) { return {storage_.data() + offsets_[t], widths_[t], batch_}; }  // t = 1..T
+    // For a ReLU layer forward_batch writes Z only, with -0 where u < 0 (gemm::BiasReluSigned), not U.
     MatrixView<T> U(std::size_t t) {                                                                // t = 1..T
         return {storage_.data() + offsets_.back() + offsets_[t], widths_[t], batch_};
     }
@@ -184,9 +185,15 @@ void forward_batch(const Network<T>& net, MatrixView<const T> X, BatchTape<T>& t
         // u^{t+1} = W^{[t+1]} z^t + b^{t+1} and z^{t+1} = σ(u^{t+1}), σ in the product's epilogue.
         const T* bias = net.has_biases() ? net.bias(t).data : nullptr;
         const gemm::Operand<T> Z = t == 0 ? gemm::transposed(Z0_transposed) : gemm::operand<T>(tape.Z(t));
+        // ReLU keeps only Z, with σ' in its sign bit (gemm::BiasReluSigned): U^{t+1} is not written.
         dispatch(net.activation(t), [&](auto a) {
-            gemm::multiply(gemm::operand(net.weight(t)), Z, tape.U(t + 1), gemm::Update::overwrite,
-                           gemm::BiasActivation<decltype(a)::value, T>{bias, tape.Z(t + 1)}, settings);
+            constexpr Activation sigma = decltype(a)::value;
+            if constexpr (sigma == Activation::relu)
+                gemm::multiply(gemm::operand(net.weight(t)), Z, tape.Z(t + 1), gemm::Update::overwrite,
+                               gemm::BiasReluSigned<T>{bias}, settings);
+            else
+                gemm::multiply(gemm::operand(net.weight(t)), Z, tape.U(t + 1), gemm::Update::overwrite,
+                               gemm::BiasActivation<sigma, T>{bias, tape.Z(t + 1)}, settings);
         });
     }
     // Ŷ = (Z^T)ᵀ α: for one output ŷᵀ = αᵀ Z^T, a (1 × K_T)(K_T × B) product on the small blocked GEMM (one
@@ -260,7 +267,9 @@ void backward_batch(const Network<T>& net, BatchTape<T>& tape, MatrixView<const 
     // from the epilogue's partial row sums.
     const auto times_derivative = [&](std::size_t t, gemm::Operand<T> A, gemm::Operand<T> Bop) {
         dispatch(net.activation(t - 1), [&](auto a) {
-            const gemm::TimesDerivative<decltype(a)::value, T> epilogue{tape.U(t), tape.Z(t), partials, per_row};
+            constexpr Activation sigma = decltype(a)::value;
+            const gemm::TimesDerivative<sigma, T, sigma == Activation::relu> epilogue{tape.U(t), tape.Z(t), partials,
+                                                                                     per_row};
             gemm::multiply(A, Bop, dU_of(t), gemm::Update::overwrite, epilogue, settings);
         });
         if (partials) gemm::sum_row_partials(partials, net.width(t), per_row, out.biases[t - 1].data);

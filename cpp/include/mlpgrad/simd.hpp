@@ -3,6 +3,7 @@
 // one-lane scalar fallback with the same interface. No intrinsics, no dependency.
 #pragma once
 
+#include <cmath>
 #include <cstddef>
 #include <cstring>
 #include <type_traits>
@@ -53,6 +54,12 @@
 
 namespace mlpgrad {
 namespace simd {
+
+// One lane of Vec's relu_signed and sign_clear_step (below), for the elements a vector loop leaves over.
+template <class T>
+T relu_signed_scalar(T a) { return a >= T(0) ? a + T(0) : T(-0.0); }
+template <class T>
+T sign_clear_step_scalar(T a) { return std::signbit(a) ? T(0) : T(1); }
 
 #if MLPGRAD_SIMD_BYTES > 0
 
@@ -122,6 +129,20 @@ struct Vec {
         return {(native)((mask)broadcast(T(1)).v & (a.v >= native{}))};
     }
 
+    // ReLU with its derivative in the sign bit, as the batch tape keeps it: a + 0 where a >= 0 (-0 becomes +0),
+    // else -0 (NaN too). Numerically positive_part(a), and sign_clear_step() of it is nonnegative_step(a).
+    friend Vec relu_signed(Vec a) {
+        using mask = decltype(a.v > a.v);
+        const mask keep = a.v >= native{};
+        return {(native)(((mask)(a.v + native{}) & keep) | ((mask)broadcast(T(-0.0)).v & ~keep))};
+    }
+
+    // 1 where the sign bit of a is clear (+0 included), else 0: the bits as signed integers compared with 0.
+    friend Vec sign_clear_step(Vec a) {
+        using mask = decltype(a.v > a.v);
+        return {(native)((mask)broadcast(T(1)).v & ((mask)a.v >= mask{}))};
+    }
+
     // (a0, b0, a1, b1, ...) from the low halves of a and b, and the same from the high halves: the steps
     // of transpose() below.
     friend Vec interleave_low(Vec a, Vec b) { return interleave<0>(a, b, std::make_index_sequence<size>{}); }
@@ -184,6 +205,8 @@ struct Vec {
     friend Vec operator*(Vec a, Vec b) { return {a.v * b.v}; }
     friend Vec positive_part(Vec a) { return {a.v > T(0) ? a.v : T(0)}; }
     friend Vec nonnegative_step(Vec a) { return {a.v >= T(0) ? T(1) : T(0)}; }
+    friend Vec relu_signed(Vec a) { return {relu_signed_scalar(a.v)}; }
+    friend Vec sign_clear_step(Vec a) { return {sign_clear_step_scalar(a.v)}; }
 };
 
 // A 1 × 1 block is its own transpose.
