@@ -93,6 +93,36 @@ def test_the_same_bits_on_every_run():
         assert np.array_equal(first.x, again.x) and first.fun == again.fun
 
 
+@pytest.mark.parametrize("fun", [rosenbrock, nan_beyond_start, scaled_quartic])
+def test_in_place_iterates_on_x0_itself_with_the_same_calls(fun):
+    x0 = np.linspace(-1.5, 1.2, 11)
+    copied, copied_calls = recording(fun)
+    r = minimize_lbfgs(copied, x0.copy(), maxfun=15000, maxiter=40, gtol=1e-9)
+    given, points = [], []
+
+    def in_place(x):
+        given.append(x)
+        points.append(x.copy())
+        return fun(x)
+    x = x0.copy()
+    s = minimize_lbfgs(in_place, x, maxfun=15000, maxiter=40, gtol=1e-9, in_place=True)
+    assert s.x is x and all(v is x for v in given)  # every call is given x0 itself, which ends as the result
+    assert len(points) == len(copied_calls) and all(np.array_equal(a, b) for a, b in zip(points, copied_calls))
+    assert np.array_equal(s.x, r.x) and (s.fun, s.nit, s.nfev, s.status) == (r.fun, r.nit, r.nfev, r.status)
+    assert s.x_is_last_evaluated == r.x_is_last_evaluated
+
+
+@pytest.mark.parametrize("x0", [np.zeros(3, np.float32), np.zeros((3, 1)), np.zeros(6)[::2], [0.0, 0.0],
+                                np.zeros(3, np.int64)])
+def test_in_place_refuses_an_x0_it_cannot_step(x0):
+    with pytest.raises(ValueError, match="in_place=True needs x0"):
+        minimize_lbfgs(quadratic, x0, maxfun=10, maxiter=10, gtol=0.0, in_place=True)
+    read_only = np.zeros(3)
+    read_only.flags.writeable = False
+    with pytest.raises(ValueError, match="writeable"):
+        minimize_lbfgs(quadratic, read_only, maxfun=10, maxiter=10, gtol=0.0, in_place=True)
+
+
 # ----------------------------------------------------------------------------- _core._Lbfgs's checks
 def started(n=3):
     run = _core._Lbfgs(n)

@@ -179,6 +179,51 @@ def test_fitted_attributes_are_views_of_the_network():
     assert est.out_activation_ == "softmax" and est.n_outputs_ == 10 and net.output_shape == (10,)
 
 
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_lbfgs_leaves_the_fitted_attributes_views_of_the_network(dtype):
+    # float64 fits step one vector θ that the parameters are views of; float32 ones copy θ in and out.
+    X, y = sklearn.datasets.load_iris(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPClassifier(solver="lbfgs", hidden_layer_sizes=(8,), max_iter=20, random_state=0, dtype=dtype,
+                            warm_start=True).fit(X, y)
+        first = [c.copy() for c in est.coefs_ + est.intercepts_]
+        est.fit(X, y)  # warm start: goes on from the fitted parameters
+    net = est.net_
+    assert net.dtype == np.dtype(dtype)
+    for coef, w in zip(est.coefs_[:-1], net.weights):
+        assert np.shares_memory(coef, w) and np.array_equal(coef, w.T)
+    assert np.shares_memory(est.coefs_[-1], net.alpha) and np.shares_memory(est.intercepts_[-1], net.output_bias)
+    assert all(np.shares_memory(i, b) for i, b in zip(est.intercepts_, net.biases))
+    assert not all(np.array_equal(a, b) for a, b in zip(first, est.coefs_ + est.intercepts_))
+    np.testing.assert_array_equal(est.predict_proba(X), sk_softmax(X, est))
+
+
+def test_partial_fit_after_a_warm_lbfgs_fit_steps_the_network():
+    # adam, then a warm L-BFGS fit (which moves the parameters into one vector), then adam again: the
+    # optimizer must step the network's arrays of now, not those it was made for.
+    X, y = sklearn.datasets.load_iris(return_X_y=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        est = MLPClassifier(solver="adam", hidden_layer_sizes=(8,), max_iter=5, random_state=0, warm_start=True)
+        est.partial_fit(X, y, classes=np.unique(y))
+        est.set_params(solver="lbfgs").fit(X, y)
+        est.set_params(solver="adam")
+        before = est.net_.weights[0].copy()
+        est.partial_fit(X, y)
+    assert not np.array_equal(est.net_.weights[0], before) and np.shares_memory(est.coefs_[0], est.net_.weights[0])
+
+
+def sk_softmax(X, est):
+    """The classifier's probabilities recomputed in NumPy from coefs_ and intercepts_."""
+    z = X.astype(est.net_.dtype)
+    for W, b in zip(est.coefs_[:-1], est.intercepts_[:-1]):
+        z = np.maximum(z @ W + b, 0)
+    logits = z @ est.coefs_[-1] + est.intercepts_[-1]
+    e = np.exp(logits - logits.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
 def test_binary_and_single_target_use_a_scalar_output():
     X, y = sklearn.datasets.load_breast_cancer(return_X_y=True)
     with warnings.catch_warnings():
