@@ -99,7 +99,7 @@ class TrainBench:
     cases: List[CaseResult] = field(default_factory=list)
     bias_steps: List[BiasStep] = field(default_factory=list)
     machine: dict = field(default_factory=dict)
-    repeats: int = 3
+    repeats: int = 5
 
 
 # ----------------------------------------------------------------------------- estimators
@@ -133,7 +133,7 @@ def _estimators(case: Case):
                     "mlpgrad": getattr(mlpgrad_sklearn, case.estimator)(**params)}
 
 
-def run_cases(cases=CASES, repeats: int = 3, quick: bool = False, progress=None) -> List[CaseResult]:
+def run_cases(cases=CASES, repeats: int = 5, quick: bool = False, progress=None) -> List[CaseResult]:
     from sklearn.base import clone
     from sklearn.exceptions import ConvergenceWarning
 
@@ -340,7 +340,7 @@ def run_command(args, console) -> int:
     except ImportError:
         console.print("[red]error[/red]: bench --train needs scikit-learn: pip install 'mlpgrad[sklearn]'")
         return 2
-    run = TrainBench(machine=_machine(), repeats=args.repeats or 3)
+    run = TrainBench(machine=_machine(), repeats=args.repeats or 5)
     cases = CASES
     with progress_bar(console, "fitting", len(cases) + 1) as progress:
         run.cases = run_cases(cases, repeats=run.repeats, quick=args.quick, progress=progress)
