@@ -38,10 +38,13 @@ template <class T>
 void check_forward(std::size_t M, std::size_t N, std::size_t K, bool pack_a) {
     SCOPED_TRACE(std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) + (pack_a ? " packed" : ""));
     Random rng(21);
-    const std::vector<T> A = random_vector<T>(rng, M * K), B = random_vector<T>(rng, K * N), bias = random_vector<T>(rng, M);
-    const gemm::Operand<T> a = gemm::operand(MatrixView<const T>(A.data(), M, K)), b = gemm::operand(MatrixView<const T>(B.data(), K, N));
+    const std::vector<T> A = random_vector<T>(rng, M * K), B = random_vector<T>(rng, K * N);
+    const std::vector<T> bias = random_vector<T>(rng, M);
+    const gemm::Operand<T> a = gemm::operand(MatrixView<const T>(A.data(), M, K));
+    const gemm::Operand<T> b = gemm::operand(MatrixView<const T>(B.data(), K, N));
     std::vector<T> plain(M * N);
-    gemm::multiply(a, b, MatrixView<T>(plain.data(), M, N), gemm::Update::overwrite, gemm::Store{}, settings<T>(pack_a));
+    gemm::multiply(a, b, MatrixView<T>(plain.data(), M, N), gemm::Update::overwrite, gemm::Store{},
+                   settings<T>(pack_a));
     for (bool with_bias : {false, true}) {
         std::vector<T> Z(M * N);
         gemm::multiply(a, b, MatrixView<T>(Z.data(), M, N), gemm::Update::overwrite,
@@ -61,7 +64,8 @@ void check_backward(std::size_t M, std::size_t N, std::size_t K, bool pack_a) {
     SCOPED_TRACE(std::to_string(M) + "x" + std::to_string(N) + "x" + std::to_string(K) + (pack_a ? " packed" : ""));
     Random rng(22);
     const std::vector<T> A = random_vector<T>(rng, K * M), B = random_vector<T>(rng, K * N);
-    const gemm::Operand<T> a = gemm::transposed(MatrixView<const T>(A.data(), K, M)), b = gemm::operand(MatrixView<const T>(B.data(), K, N));
+    const gemm::Operand<T> a = gemm::transposed(MatrixView<const T>(A.data(), K, M));
+    const gemm::Operand<T> b = gemm::operand(MatrixView<const T>(B.data(), K, N));
     std::vector<T> U = random_vector<T>(rng, M * N), Zplain(M * N), Zsigned(M * N);
     U[0] = T(0);
     if (U.size() > 1) U[1] = -T(0);  // σ'(-0) = 1: -0 >= 0
@@ -73,7 +77,8 @@ void check_backward(std::size_t M, std::size_t N, std::size_t K, bool pack_a) {
     const std::size_t n_partials = M * per_row * gemm::RegisterBlock<T>::vector;
     std::vector<T> from_u(M * N), from_sign(M * N), partials_u(n_partials), partials_sign(n_partials);
     gemm::multiply(a, b, MatrixView<T>(from_u.data(), M, N), gemm::Update::overwrite,
-                   gemm::TimesDerivative<Activation::relu, T>{{U.data(), M, N}, {Zplain.data(), M, N}, partials_u.data(), per_row},
+                   gemm::TimesDerivative<Activation::relu, T>{{U.data(), M, N}, {Zplain.data(), M, N},
+                                                              partials_u.data(), per_row},
                    settings<T>(pack_a));
     // U is not read: were it, these NaNs would show in ∂U.
     const std::vector<T> poisoned(M * N, std::numeric_limits<T>::quiet_NaN());

@@ -28,8 +28,9 @@ def minimize_lbfgs(fun, x0, *, maxfun: int, maxiter: int, gtol: float, in_place:
     "maxiter": maxiter, "gtol": gtol})`` computes, returned as x, fun, nit, nfev, status (0 converged, 1 a
     limit reached, 2 the line search failed), message, and x_is_last_evaluated: whether x is the point of the
     last call of ``fun``. ``fun`` must neither keep nor change the x it is given (it is the driver's own
-    array); it may return the same gradient array every time (each is read before the next call). A request at the point last evaluated is answered from a cache, as SciPy's ``ScalarFunction``
-    does, so ``fun`` is called as often as under SciPy.
+    array); it may return the same gradient array every time (each is read before the next call). A request
+    at the point last evaluated is answered from a cache, as SciPy's ``ScalarFunction`` does, so ``fun`` is
+    called as often as under SciPy.
 
     With ``in_place=True``, x0 (a writeable, C-contiguous float64 vector) is the iterate itself: every trial
     point is written into it and ``fun`` is given x0 each time, so a caller whose parameters are views of x0

@@ -346,7 +346,7 @@ class MLPBase(BaseEstimator):
 
         θ is every parameter in optim._parameters' order: the weights, α, the biases, β. For a float64
         network the parameters and the gradients become views of θ and of one gradient vector, and L-BFGS
-        steps θ in place: an evaluation copies nothing in or out (those copies were ~3 % of one on digits).
+        steps θ in place: an evaluation copies nothing in or out (on digits those copies took ~35 µs of ~1.4 ms).
         A float32 network's θ is a float64 copy, written into the parameters at each evaluation."""
         loss_fn = self._loss_function()
         in_place = self.net_.dtype == np.float64

@@ -6,8 +6,9 @@
 //   e^x = (e^r · 2^⌊k/2⌋) · 2^{k − ⌊k/2⌋}                 (two normal scales: one rounding, also into subnormals)
 //
 // Error ≤ 1.25 ulp against the exact value (tested against long double on 2^20 points and at the limits;
-// worst seen 0.86 ulp where the compiler fuses the polynomial into FMAs, 1.13 where it does not). e^0 = 1, e^{−Inf} = 0, NaN gives NaN; x < −745.2 gives 0, as it must in double. Every lane takes the
-// same operations, so a value's result does not depend on its neighbours or on where a row starts.
+// worst seen 0.86 ulp where the compiler fuses the polynomial into FMAs, 1.13 where it does not). e^0 = 1,
+// e^{−Inf} = 0, NaN gives NaN; x < −745.2 gives 0, as it must in double. Every lane takes the same
+// operations, so a value's result does not depend on its neighbours or on where a row starts.
 #pragma once
 
 #include <cmath>
