@@ -25,7 +25,7 @@ namespace mlpgrad {
 namespace output_layer {
 
 // Whether Ŷᵀ = αᵀ Z^T reads αᵀ in place rather than packed: for m < 3 mr outputs. Packing pads m rows to a
-// multiple of mr, which the in-place kernels for the last rows do not; from 4 mr on, packed is the faster.
+// multiple of mr, which the in-place kernels for the last rows do not; from 4 mr on, packed is as fast or faster.
 // Measured (one core, K_T × B = 100 × 1347, 256 × 256 and 512 × 64; in place ÷ packed time): m = 2-10
 // 0.59-0.90, 12 1.00, 16 0.83-0.96, 24 1.07, 48 1.00-1.07, 100 1.05. The same bits either way.
 template <class T>
