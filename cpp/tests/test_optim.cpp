@@ -316,5 +316,39 @@ TEST(OptimErrors, WholeStepChecksEveryArrayBeforeWritingAny) {
     EXPECT_EQ(a, std::vector<float>(8, 0.9f));
 }
 
+// The last list that passed is remembered (per thread) so that a repeated step skips the sort: a step over
+// the same arrays passes again, and any change of an address, a size or which array is written is checked
+// anew, as is a list that failed.
+TEST(OptimErrors, RepeatedStepsAreCheckedAsTheirFirst) {
+    std::vector<float> a(8, 1.0f), b(8, 1.0f), ga(8, 1.0f), gb(8, 1.0f), va(8, 0.0f), vb(8, 0.0f);
+    const SgdOptions momentum{0.1, 0.9, false, 0};
+    using Arrays = std::vector<mlpgrad::optim::SgdArrays<float>>;
+    const auto step = [&](const Arrays& arrays) { mlpgrad::optim::sgd_step<float>(arrays, momentum, 2); };
+    const Arrays fine{{mview(a), cview(ga), mview(va)}, {mview(b), cview(gb), mview(vb)}};
+    step(fine);
+    step(fine);
+    const auto snapshot = std::vector<std::vector<float>>{a, b, va, vb};
+    const auto unchanged = [&] { return std::vector<std::vector<float>>{a, b, va, vb} == snapshot; };
+    // The same addresses with one array moved onto another, or grown into it: refused, every time.
+    const Arrays moved{{mview(a), cview(ga), mview(va)}, {mview(b), cview(gb), mview(a)}};
+    const Arrays grown{{{a.data(), 8}, cview(ga), {va.data(), 8}}, {{a.data() + 4, 4}, {gb.data(), 4}, {vb.data(), 4}}};
+    for (int i = 0; i < 2; ++i) {
+        EXPECT_TRUE(throws_exactly<std::invalid_argument>([&] { step(moved); }, "params[0] and velocities[1]"));
+        EXPECT_TRUE(throws_exactly<std::invalid_argument>([&] { step(grown); }, "params[0] and params[1]"));
+    }
+    EXPECT_TRUE(unchanged());
+    // The same addresses and sizes in the same order, differing only in which array is written: SGD's
+    // (a, shared), (b, shared) passes (a gradient may be shared), Adam's a, shared, m = b, v = shared may not.
+    std::vector<float> shared(8, 1.0f);
+    const SgdOptions plain{0.1, 0, false, 0};
+    mlpgrad::optim::sgd_step<float>({{mview(a), cview(shared), {}}, {mview(b), cview(shared), {}}}, plain, 1);
+    EXPECT_TRUE(throws_exactly<std::invalid_argument>(
+        [&] {
+            mlpgrad::optim::adam_step<float>({{mview(a), cview(shared), mview(b), mview(shared)}},
+                                             mlpgrad::optim::AdamOptions{}, 1);
+        },
+        "v[0] and grads[0]"));
+}
+
 }  // namespace
 }  // namespace mlpgrad_test
