@@ -135,7 +135,7 @@ struct BiasReluSigned {
 //
 // With row_partials, it also sums each row of ∂U for the bias gradient ∂ŷ/∂b^t = Σ_b ∂ŷ/∂u^t_b, without
 // a pass over memory of its own, as whole vectors: the nr columns of row i in tile column c are nv vectors
-// of V lanes, added lane by lane (from 0, in order), and that vector goes to the V partials at
+// of V lanes, added lane by lane (in order, from the first), and that vector goes to the V partials at
 // row_partials[(i · partials_per_row + c) · V] (partials_per_row = ⌈N / nr⌉); sum_row_partials() adds
 // them up afterwards. Each partial has a fixed place, so the sums do not depend on which thread finished
 // which tile. (Summed one element at a time in scalar chains, as they were, they added 14 % to a
@@ -204,12 +204,12 @@ struct TimesDerivative {
     const MatrixView<const T>& step_source() const { return FromSign ? Z : U; }
     static simd::Vec<T> relu_step(simd::Vec<T> s) { return FromSign ? sign_clear_step(s) : nonnegative_step(s); }
 
-    // A whole tile row's partial: its nv vectors added lane by lane from zero, in order. The one definition of
-    // that order, for the ReLU tiles summed from the registers and for sum_row alike.
+    // A whole tile row's partial: its nv vectors added lane by lane in order, from the first. The one
+    // definition of that order, for the ReLU tiles summed from the registers and for sum_row alike.
     static simd::Vec<T> tile_row_sum(const simd::Vec<T> (&x)[RegisterBlock<T>::nv]) {
-        simd::Vec<T> sum = simd::Vec<T>::zero();
+        simd::Vec<T> sum = x[0];
         MLPGRAD_UNROLL
-        for (std::size_t v = 0; v < RegisterBlock<T>::nv; ++v) sum = sum + x[v];
+        for (std::size_t v = 1; v < RegisterBlock<T>::nv; ++v) sum = sum + x[v];
         return sum;
     }
 
@@ -236,13 +236,23 @@ struct TimesDerivative {
 
 namespace detail {
 // totals[r] = the per_row partial vectors of row i + r added lane by lane, in blocks of `block` (in order),
-// for R rows side by side.
+// for R rows side by side. Each sum starts from its first term, not from zero: the same value (but for the
+// sign of an all-zero sum, −0 kept as it is) in fewer additions.
 template <std::size_t R, class T>
 void row_partial_totals(const T* partials, std::size_t i, std::size_t per_row, std::size_t block,
                         simd::Vec<T> (&totals)[R]) {
     using simd::Vec;
     constexpr std::size_t V = RegisterBlock<T>::vector;
     const T* p = partials + i * per_row * V;
+    if (per_row != 0 && per_row <= block) {  // one block (a batch of up to block · nr): its sum is the total
+        MLPGRAD_UNROLL
+        for (std::size_t r = 0; r < R; ++r) totals[r] = Vec<T>::load(p + r * per_row * V);
+        for (std::size_t c = 1; c < per_row; ++c) {
+            MLPGRAD_UNROLL
+            for (std::size_t r = 0; r < R; ++r) totals[r] = totals[r] + Vec<T>::load(p + (r * per_row + c) * V);
+        }
+        return;
+    }
     MLPGRAD_UNROLL
     for (std::size_t r = 0; r < R; ++r) totals[r] = Vec<T>::zero();
     for (std::size_t c0 = 0; c0 < per_row; c0 += block) {
