@@ -49,7 +49,33 @@ def test_torch_loop_learns_the_same_task():
 def test_bias_steps_are_timed_side_by_side():
     steps = bench_train.run_bias_steps([(8, 8)], batches=(4,), dtypes=("float64",), repeats=2, run_ns=100_000)
     assert [(s.network, s.batch, s.dtype) for s in steps] == [("8-8-1", 4, "float64")]
-    assert steps[0].with_ns > 0 and steps[0].without_ns > 0
+    assert steps[0].with_ns > 0 and steps[0].without_ns > 0 and steps[0].ratio > 0
+
+
+def test_time_ratio_alternates_the_order_and_takes_the_median_of_the_pairs_ratios(monkeypatch):
+    from mlpgrad.bench import timing
+
+    # Fake clocks: run k of a callable takes times[name][k] ns per call, whatever n.
+    times = {"a": [10, 100, 10, 10, 10], "b": [11, 100, 12, 30, 11]}
+    order = []
+
+    def fake_run(f, n):
+        order.append(f.__name__)
+        return n * times[f.__name__][sum(1 for name in order if name == f.__name__) - 1]
+
+    def a():
+        pass
+
+    def b():
+        pass
+
+    monkeypatch.setattr(timing, "_calls_per_run", lambda f, run_ns: 3)
+    monkeypatch.setattr(timing, "_run", fake_run)
+    a_ns, b_ns, ratio = timing.time_ratio(a, b, repeats=5)
+    assert order == ["a", "b", "b", "a", "a", "b", "b", "a", "a", "b"]
+    assert (a_ns, b_ns) == (10, 12)
+    # pairs 1.1, 1.0, 1.2, 3.0, 1.1: the median 1.1, where the medians' ratio would say 1.2
+    assert ratio == pytest.approx(1.1)
 
 
 def test_command_writes_tables_json_and_markdown(capsys, monkeypatch, tmp_path):

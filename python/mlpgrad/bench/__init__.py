@@ -10,6 +10,6 @@ GFLOP/s and as a fraction of a measured peak (``training_step`` measures, ``trai
 are never asserted in tests: they are reported, with the machine they came from.
 """
 
-from .timing import copy_bandwidth, one_blas_thread, time_per_call, time_side_by_side
+from .timing import copy_bandwidth, one_blas_thread, time_per_call, time_ratio, time_side_by_side
 
-__all__ = ["copy_bandwidth", "one_blas_thread", "time_per_call", "time_side_by_side"]
+__all__ = ["copy_bandwidth", "one_blas_thread", "time_per_call", "time_ratio", "time_side_by_side"]

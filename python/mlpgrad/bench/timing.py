@@ -42,6 +42,24 @@ def time_side_by_side(calls: dict, repeats: int = REPEATS, run_ns: int = REPEAT_
     return {name: statistics.median(s) for name, s in samples.items()}
 
 
+def time_ratio(baseline, other, repeats: int = REPEATS, run_ns: int = REPEAT_NS) -> tuple[float, float, float]:
+    """(ns per call of ``baseline``, of ``other``, ``other``'s time ÷ ``baseline``'s) for two zero-argument
+    callables timed in pairs of runs, alternately baseline first and other first so that neither always
+    runs in the other's wake. The times are medians over the ``repeats`` pairs; the ratio is the median of
+    each pair's own ratio, so that a slow spell of a shared machine that spans a pair cancels out of it
+    (the ratio of the medians would mix runs from different spells)."""
+    n_a, n_b = _calls_per_run(baseline, run_ns), _calls_per_run(other, run_ns)
+    a, b = [], []
+    for r in range(repeats):
+        if r % 2:
+            b.append(_run(other, n_b) / n_b)
+            a.append(_run(baseline, n_a) / n_a)
+        else:
+            a.append(_run(baseline, n_a) / n_a)
+            b.append(_run(other, n_b) / n_b)
+    return statistics.median(a), statistics.median(b), statistics.median(y / x for x, y in zip(a, b))
+
+
 def time_per_call(f, *args, repeats: int = REPEATS, run_ns: int = REPEAT_NS, **kwargs) -> tuple[float, int]:
     """Median ns per call of ``f(*args, **kwargs)`` and the number of calls per timed run."""
     call = (lambda: f(*args, **kwargs)) if args or kwargs else f
