@@ -8,9 +8,11 @@
 //      ratios baseline ÷ current (above 1: the current headers are faster) and whether both give the same bits.
 //   2. The dense network of K = 256, T = 4 (ReLU) as a Network and as a DAG (dag::MlpGraphArrays), side by side:
 //      value_and_grad for one example and for a batch, and the ratio DAG / dense.
+//   With --floor, part 1 also times the memory traffic alone (MemoryFloor below) on the same graphs, side by
+//   side with the passes, and its slope: what the caches and memory make of the graph's access pattern.
 //
 //   mlpgrad_bench_dag [--max-edges 10000000] [--min-edges 10000] [--batch 16] [--repeats 7] [--run-ms 50]
-//                     [--dags-only] [--double-only] [--cpu-time]
+//                     [--dags-only] [--double-only] [--cpu-time] [--floor]
 //
 // --cpu-time times the process's CPU time instead of the wall clock (the passes run on one thread): on a
 // machine shared with other work it leaves out the time spent waiting for a core, not the caches and memory
@@ -30,7 +32,9 @@
 #include <cstdlib>
 #include <ctime>
 #include <functional>
+#include <memory>
 #include <random>
+#include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
@@ -44,17 +48,18 @@ struct Options {
     std::size_t max_edges = 10000000, min_edges = 10000, batch = 16;
     int repeats = 7;
     double run_ms = 50.0;
-    bool dags_only = false, double_only = false, cpu_time = false;
+    bool dags_only = false, double_only = false, cpu_time = false, floor = false;
 };
 
 [[noreturn]] void usage(const char* argv0, const std::string& error) {
     if (!error.empty()) std::fprintf(stderr, "%s: error: %s\n", argv0, error.c_str());
     std::fprintf(error.empty() ? stdout : stderr,
                  "usage: %s [--max-edges E] [--min-edges E] [--batch B] [--repeats N] [--run-ms MS] [--dags-only]\n"
-                 "          [--double-only] [--cpu-time]\n"
+                 "          [--double-only] [--cpu-time] [--floor]\n"
                  "  ns per edge of dag::value_and_grad on random DAGs of in-degree 8, uniform and local (E = min-edges\n"
                  "  .. max-edges by factors of 10, one example and a batch of B), the log-log slope of time against E,\n"
-                 "  and a DAG built from an MLP (K = 256, T = 4) against the dense Network, unless --dags-only\n"
+                 "  and a DAG built from an MLP (K = 256, T = 4) against the dense Network, unless --dags-only;\n"
+                 "  --floor also times the passes' memory traffic alone on the same graphs\n"
                  "  (defaults: --max-edges 10000000 --min-edges 10000 --batch 16 --repeats 7 --run-ms 50).\n",
                  argv0);
     std::exit(error.empty() ? 0 : 2);
@@ -65,8 +70,11 @@ Options parse(int argc, char** argv) {
     for (int i = 1; i < argc; ++i) {
         const std::string arg = argv[i];
         if (arg == "-h" || arg == "--help") usage(argv[0], "");
-        if (arg == "--dags-only" || arg == "--double-only" || arg == "--cpu-time") {
-            (arg == "--dags-only" ? o.dags_only : arg == "--double-only" ? o.double_only : o.cpu_time) = true;
+        if (arg == "--dags-only" || arg == "--double-only" || arg == "--cpu-time" || arg == "--floor") {
+            (arg == "--dags-only"     ? o.dags_only
+             : arg == "--double-only" ? o.double_only
+             : arg == "--cpu-time"    ? o.cpu_time
+                                      : o.floor) = true;
             continue;
         }
         if (arg != "--max-edges" && arg != "--min-edges" && arg != "--batch" && arg != "--repeats" && arg != "--run-ms")
@@ -155,6 +163,115 @@ mlpgrad_bench::DagCase random_dag(std::size_t edges, std::size_t in_degree, std:
     return d;
 }
 
+// The memory traffic of value_and_grad on a DAG with next to no arithmetic, as a floor for the passes: in
+// their order (edges by destination, nodes ascending forward, edges descending backward) the forward pass
+// reads the source's z (a row of B for a batch) per edge and writes each node's; the backward pass does per
+// edge the one random access that any backward of the notes' form needs, the read-modify-write of the
+// source's ∂z (for a batch also the read of its Z row, which ∂w_e = Σ_b ∂U_vb Z_sb needs: B values an edge
+// are too many to keep from the forward pass), with w read and ∂w written in order. It leaves out σ, σ',
+// the tapes of u and ∂u, the multiplies and, for one example, ∂w's z_s: every implementation that gathers
+// forward and scatters backward moves at least this much, so its ns per edge, and its slope against E, are
+// what this machine's caches and memory make of the graph's access pattern alone. The batch run prefetches
+// its rows as the batch passes do (dag/prefetch.hpp: the same distance, when the same test says it pays),
+// so that it keeps as many misses in flight as they do.
+template <class T>
+class MemoryFloor {
+  public:
+    using Vec = mlpgrad::simd::Vec<T>;
+    MemoryFloor(const mlpgrad_bench::DagCase& c, std::size_t B)
+        : B_(B), begin_(c.n_nodes + 1, 0), src_(c.src.begin(), c.src.end()), w_(c.weights.begin(), c.weights.end()),
+          dw_(c.src.size()), z_(c.n_nodes * B, T(0.5)), dz_(c.n_nodes * B) {
+        if (!batch_fits(B))
+            throw std::invalid_argument("MemoryFloor: B = 1 or " + std::to_string(Vec::size) + " x (1, 2, 4 or 8)");
+        for (const std::int64_t v : c.dst) ++begin_[static_cast<std::size_t>(v) + 1];
+        for (std::size_t v = 0; v < c.n_nodes; ++v) begin_[v + 1] += begin_[v];
+        while (first_ + 1 < begin_.size() && begin_[first_] == begin_[first_ + 1]) ++first_;  // past the inputs
+    }
+
+    static bool batch_fits(std::size_t B) {
+        const std::size_t n = B / Vec::size;
+        return B == 1 || (B % Vec::size == 0 && (n == 1 || n == 2 || n == 4 || n == 8));
+    }
+
+    void run() {
+        switch (B_ == 1 ? 0 : B_ / Vec::size) {
+            case 0: run_single(); break;
+            case 1: run_batch<1>(); break;
+            case 2: run_batch<2>(); break;
+            case 4: run_batch<4>(); break;
+            default: run_batch<8>(); break;  // the constructor took no other B
+        }
+        sink = double(dw_[0]) + double(dz_[0]) + double(z_.back());
+    }
+
+  private:
+    void run_single() {
+        const std::size_t n = begin_.size() - 1;
+        T* __restrict z = z_.data();
+        const std::uint32_t* __restrict src = src_.data();
+        for (std::size_t v = first_; v < n; ++v) {
+            T acc[4] = {};  // independent sums: the reads are not one chain of dependent additions
+            for (std::size_t e = begin_[v]; e < begin_[v + 1]; ++e) acc[e % 4] += z[src[e]];
+            z[v] = T(0.125) * ((acc[0] + acc[1]) + (acc[2] + acc[3]));  // (a mean keeps z at 0.5: no subnormals)
+        }
+        std::fill(dz_.begin(), dz_.end(), T(0));
+        T* __restrict dz = dz_.data();
+        const T* __restrict w = w_.data();
+        T* __restrict dw = dw_.data();
+        for (std::size_t e = src_.size(); e-- > 0;) {
+            dz[src[e]] += w[e];
+            dw[e] = w[e];
+        }
+    }
+
+    template <std::size_t NV>  // vectors per row: B = NV * Vec::size
+    void run_batch() {
+        constexpr std::size_t V = Vec::size, B = NV * V;
+        const std::size_t n = begin_.size() - 1;
+        T* const Z = z_.data();
+        const std::uint32_t* __restrict src = src_.data();
+        namespace pf = mlpgrad::dag::detail;
+        const std::size_t E = src_.size(), D = pf::prefetch_distance;
+        const bool prefetch = pf::prefetch_pays(n, B * sizeof(T));
+        for (std::size_t v = first_; v < n; ++v) {
+            Vec acc[NV];
+            for (std::size_t c = 0; c < NV; ++c) acc[c] = Vec::zero();
+            for (std::size_t e = begin_[v]; e < begin_[v + 1]; ++e) {
+                if (prefetch && e + D < E) pf::prefetch_row_for_read(Z + std::size_t(src[e + D]) * B, B * sizeof(T));
+                const T* zs = Z + std::size_t(src[e]) * B;
+                for (std::size_t c = 0; c < NV; ++c) acc[c] = acc[c] + Vec::load(zs + c * V);
+            }
+            const Vec eighth = Vec::broadcast(T(0.125));
+            for (std::size_t c = 0; c < NV; ++c) (eighth * acc[c]).store(Z + v * B + c * V);
+        }
+        std::fill(dz_.begin(), dz_.end(), T(0));
+        T* const dZ = dz_.data();
+        const T* __restrict w = w_.data();
+        T* __restrict dw = dw_.data();
+        Vec read = Vec::zero();
+        for (std::size_t e = E; e-- > 0;) {
+            if (prefetch && e >= D) {
+                pf::prefetch_row_for_read(Z + std::size_t(src[e - D]) * B, B * sizeof(T));
+                pf::prefetch_row_for_write(dZ + std::size_t(src[e - D]) * B, B * sizeof(T));
+            }
+            const std::size_t row = std::size_t(src[e]) * B;
+            const Vec we = Vec::broadcast(w[e]);
+            for (std::size_t c = 0; c < NV; ++c) {
+                read = read + Vec::load(Z + row + c * V);
+                (Vec::load(dZ + row + c * V) + we).store(dZ + row + c * V);
+            }
+            dw[e] = w[e];
+        }
+        dw[0] += mlpgrad::simd::horizontal_sum(read);  // keeps the Z reads
+    }
+
+    std::size_t B_, first_ = 0;
+    std::vector<std::size_t> begin_;
+    std::vector<std::uint32_t> src_;
+    std::vector<T> w_, dw_;
+    mlpgrad::aligned_vector<T> z_, dz_;  // rows on cache lines, as in the passes' tapes
+};
+
 // Least-squares slope of y against x.
 double slope(const std::vector<double>& x, const std::vector<double>& y) {
     const double n = double(y.size());
@@ -167,7 +284,7 @@ void random_dags(const Options& o, bool is_double, const char* generator, double
     const char* dtype = is_double ? "double" : "float";
     std::printf("\n%s random DAGs, in-degree 8, %s: value_and_grad, ns per edge, B = %zu per edge and example "
                 "(median of %d runs)\n", generator, dtype, o.batch, o.repeats);
-    std::vector<double> log_e, log_t[4];
+    std::vector<double> log_e, log_t[6];
     bool baseline = false;
     for (std::size_t E = o.min_edges; E <= o.max_edges; E *= 10) {
         const mlpgrad_bench::DagCase c = random_dag(E, 8, E, window, o.batch, is_double);
@@ -186,7 +303,23 @@ void random_dags(const Options& o, bool is_double, const char* generator, double
             fs.push_back([&] { old->single(); });
             fs.push_back([&] { old->batch(); });
         }
+        std::unique_ptr<MemoryFloor<double>> floor_single, floor_batch;
+        std::unique_ptr<MemoryFloor<float>> floor_single_f, floor_batch_f;
+        if (o.floor) {
+            if (is_double) {
+                floor_single = std::make_unique<MemoryFloor<double>>(c, 1);
+                floor_batch = std::make_unique<MemoryFloor<double>>(c, o.batch);
+                fs.push_back([&] { floor_single->run(); });
+                fs.push_back([&] { floor_batch->run(); });
+            } else {
+                floor_single_f = std::make_unique<MemoryFloor<float>>(c, 1);
+                floor_batch_f = std::make_unique<MemoryFloor<float>>(c, o.batch);
+                fs.push_back([&] { floor_single_f->run(); });
+                fs.push_back([&] { floor_batch_f->run(); });
+            }
+        }
         const auto t = time_side_by_side(fs, o);
+        const std::size_t floor_at = old ? 4 : 2;  // where the floor's times are in t
         const double e = double(current->n_edges()), eb = e * double(o.batch);
         const std::uint64_t cs = current->single_checksum(), cb = current->batch_checksum();
         std::printf("%10zu %8zu %9.1f %10.3f %10.3f", current->n_edges(), current->n_levels(), build_ms, t[0] / e * 1e9,
@@ -197,6 +330,10 @@ void random_dags(const Options& o, bool is_double, const char* generator, double
                         cb == old->batch_checksum() ? "same" : "DIFFERENT", t[2] / t[0], t[3] / t[1]);
         else
             std::printf("   %016llx %016llx\n", static_cast<unsigned long long>(cs), static_cast<unsigned long long>(cb));
+        if (o.floor)
+            std::printf("%10s %8s %9s %10.3f %10.3f   memory traffic alone; the passes take %.2fx and %.2fx its time\n",
+                        "floor", "", "", t[floor_at] / e * 1e9, t[floor_at + 1] / eb * 1e9, t[0] / t[floor_at],
+                        t[1] / t[floor_at + 1]);
         log_e.push_back(std::log(e));
         for (std::size_t i = 0; i < t.size(); ++i) log_t[i].push_back(std::log(t[i]));
     }
@@ -205,6 +342,10 @@ void random_dags(const Options& o, bool is_double, const char* generator, double
                 slope(log_e, log_t[1]));
     if (baseline)
         std::printf("; baseline: single %.3f, batch %.3f", slope(log_e, log_t[2]), slope(log_e, log_t[3]));
+    if (o.floor) {
+        const std::size_t f = baseline ? 4 : 2;
+        std::printf("; memory traffic alone: single %.3f, batch %.3f", slope(log_e, log_t[f]), slope(log_e, log_t[f + 1]));
+    }
     std::printf("\n");
 }
 
@@ -265,6 +406,13 @@ void from_mlp_vs_dense(const Options& o, const char* dtype) {
 
 int main(int argc, char** argv) {
     const Options o = parse(argc, argv);
+    if (o.floor && !(MemoryFloor<float>::batch_fits(o.batch) && MemoryFloor<double>::batch_fits(o.batch))) {
+        std::string fits;  // rows of 1, 2, 4 or 8 vectors of floats and of doubles
+        for (std::size_t B = 1; B <= 8 * mlpgrad::simd::Vec<float>::size; ++B)
+            if (MemoryFloor<float>::batch_fits(B) && MemoryFloor<double>::batch_fits(B))
+                fits += (fits.empty() ? "" : ", ") + std::to_string(B);
+        usage(argv[0], "--floor takes --batch " + fits + " on this build, not " + std::to_string(o.batch));
+    }
     use_cpu_time = o.cpu_time;
     if (!o.dags_only) {
         if (!o.double_only) from_mlp_vs_dense<float>(o, "float");
