@@ -272,6 +272,17 @@ class MemoryFloor {
     mlpgrad::aligned_vector<T> z_, dz_;  // rows on cache lines, as in the passes' tapes
 };
 
+// A floor for one example and one for a batch of B on graph c, owned by `floors`, timed by two more entries
+// of `fs`.
+template <class T>
+void add_floors(const mlpgrad_bench::DagCase& c, std::size_t B, std::vector<std::unique_ptr<MemoryFloor<T>>>& floors,
+                std::vector<std::function<void()>>& fs) {
+    for (const std::size_t b : {std::size_t(1), B}) {
+        floors.push_back(std::make_unique<MemoryFloor<T>>(c, b));
+        fs.push_back([f = floors.back().get()] { f->run(); });
+    }
+}
+
 // Least-squares slope of y against x.
 double slope(const std::vector<double>& x, const std::vector<double>& y) {
     const double n = double(y.size());
@@ -303,23 +314,16 @@ void random_dags(const Options& o, bool is_double, const char* generator, double
             fs.push_back([&] { old->single(); });
             fs.push_back([&] { old->batch(); });
         }
-        std::unique_ptr<MemoryFloor<double>> floor_single, floor_batch;
-        std::unique_ptr<MemoryFloor<float>> floor_single_f, floor_batch_f;
+        const std::size_t floor_at = fs.size();  // where the floor's times are in t
+        std::vector<std::unique_ptr<MemoryFloor<double>>> floors_d;
+        std::vector<std::unique_ptr<MemoryFloor<float>>> floors_f;
         if (o.floor) {
-            if (is_double) {
-                floor_single = std::make_unique<MemoryFloor<double>>(c, 1);
-                floor_batch = std::make_unique<MemoryFloor<double>>(c, o.batch);
-                fs.push_back([&] { floor_single->run(); });
-                fs.push_back([&] { floor_batch->run(); });
-            } else {
-                floor_single_f = std::make_unique<MemoryFloor<float>>(c, 1);
-                floor_batch_f = std::make_unique<MemoryFloor<float>>(c, o.batch);
-                fs.push_back([&] { floor_single_f->run(); });
-                fs.push_back([&] { floor_batch_f->run(); });
-            }
+            if (is_double)
+                add_floors(c, o.batch, floors_d, fs);
+            else
+                add_floors(c, o.batch, floors_f, fs);
         }
         const auto t = time_side_by_side(fs, o);
-        const std::size_t floor_at = old ? 4 : 2;  // where the floor's times are in t
         const double e = double(current->n_edges()), eb = e * double(o.batch);
         const std::uint64_t cs = current->single_checksum(), cb = current->batch_checksum();
         std::printf("%10zu %8zu %9.1f %10.3f %10.3f", current->n_edges(), current->n_levels(), build_ms, t[0] / e * 1e9,
@@ -343,7 +347,7 @@ void random_dags(const Options& o, bool is_double, const char* generator, double
     if (baseline)
         std::printf("; baseline: single %.3f, batch %.3f", slope(log_e, log_t[2]), slope(log_e, log_t[3]));
     if (o.floor) {
-        const std::size_t f = baseline ? 4 : 2;
+        const std::size_t f = baseline ? 4 : 2;  // floor_at above
         std::printf("; memory traffic alone: single %.3f, batch %.3f", slope(log_e, log_t[f]), slope(log_e, log_t[f + 1]));
     }
     std::printf("\n");
