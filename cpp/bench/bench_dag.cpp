@@ -297,6 +297,7 @@ void random_dags(const Options& o, bool is_double, const char* generator, double
                 "(median of %d runs)\n", generator, dtype, o.batch, o.repeats);
     std::vector<double> log_e, log_t[6];
     bool baseline = false;
+    std::size_t floor_at = 2;  // where the floor's times are in t: after the current passes and the baseline's
     for (std::size_t E = o.min_edges; E <= o.max_edges; E *= 10) {
         const mlpgrad_bench::DagCase c = random_dag(E, 8, E, window, o.batch, is_double);
         const auto t0 = clock_type::now();
@@ -314,7 +315,7 @@ void random_dags(const Options& o, bool is_double, const char* generator, double
             fs.push_back([&] { old->single(); });
             fs.push_back([&] { old->batch(); });
         }
-        const std::size_t floor_at = fs.size();  // where the floor's times are in t
+        floor_at = fs.size();
         std::vector<std::unique_ptr<MemoryFloor<double>>> floors_d;
         std::vector<std::unique_ptr<MemoryFloor<float>>> floors_f;
         if (o.floor) {
@@ -347,8 +348,8 @@ void random_dags(const Options& o, bool is_double, const char* generator, double
     if (baseline)
         std::printf("; baseline: single %.3f, batch %.3f", slope(log_e, log_t[2]), slope(log_e, log_t[3]));
     if (o.floor) {
-        const std::size_t f = baseline ? 4 : 2;  // floor_at above
-        std::printf("; memory traffic alone: single %.3f, batch %.3f", slope(log_e, log_t[f]), slope(log_e, log_t[f + 1]));
+        std::printf("; memory traffic alone: single %.3f, batch %.3f", slope(log_e, log_t[floor_at]),
+                    slope(log_e, log_t[floor_at + 1]));
     }
     std::printf("\n");
 }
