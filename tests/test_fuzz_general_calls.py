@@ -22,7 +22,7 @@ import numpy as np
 CHILD = os.environ.get("MLPGRAD_FUZZ_CHILD") == "1"
 
 if not CHILD:
-    from test_fuzz import run_fuzz_child
+    from fuzzing import run_fuzz_child
 
     def test_fuzz_general_call_targets_in_subprocess(tmp_path):
         run_fuzz_child(__file__, tmp_path)
@@ -33,8 +33,8 @@ else:
 
     import mlpgrad
     from conftest import architectures, make_inputs
-    from test_fuzz import (ABSENT, SCALARS, attempt, converted, describe, fuzz, kwargs_of, mutate, real_array,
-                           same_bits, same_gradients, scalar_model)
+    from fuzzing import (ABSENT, SCALARS, attempt, converted, describe, fuzz, kwargs_of, mutate, real_array,
+                         same_bits, same_gradients, scalar_model)
 
     def general_network(data, arch):
         """A network of arch's widths with m outputs (None: a 1-D alpha) and, maybe, biases of random values."""

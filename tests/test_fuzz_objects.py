@@ -26,7 +26,7 @@ import numpy as np
 CHILD = os.environ.get("MLPGRAD_FUZZ_CHILD") == "1"
 
 if not CHILD:
-    from test_fuzz import run_fuzz_child
+    from fuzzing import run_fuzz_child
 
     def test_fuzz_object_targets_in_subprocess(tmp_path):
         run_fuzz_child(__file__, tmp_path)
@@ -37,7 +37,7 @@ else:
 
     import mlpgrad
     from conftest import ACTIVATIONS, architectures, make_inputs, make_network, out_spec
-    from test_fuzz import attempt, describe, fuzz, note, same_bits, same_gradients
+    from fuzzing import attempt, describe, fuzz, note, same_bits, same_gradients
 
     PROTOCOLS = list(range(pickle.HIGHEST_PROTOCOL + 1))
 
