@@ -430,3 +430,14 @@ def run_in_child(code: str, timeout: float = 300) -> List[str]:
                           capture_output=True, text=True, timeout=timeout, cwd=_HERE)
     assert proc.returncode == 0, f"child exited with status {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
     return proc.stdout.splitlines()
+
+def run_child(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    """`code` (dedented) in a fresh interpreter, the same environment (a sanitizer runtime preloaded stays
+    preloaded); the caller judges its exit status and output (child_report formats them for a message)."""
+    return subprocess.run([sys.executable, "-X", "faulthandler", "-c", textwrap.dedent(code)], cwd=_HERE,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def child_report(proc: subprocess.CompletedProcess) -> str:
+    tail = "\n".join((proc.stdout + "\n" + proc.stderr).strip().splitlines()[-40:])
+    return f"exit status {proc.returncode}:\n{tail}"
