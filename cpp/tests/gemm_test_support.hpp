@@ -12,15 +12,19 @@
 
 namespace mlpgrad_test {
 
+namespace gemm = mlpgrad::gemm;
+using mlpgrad::MatrixView;
+using mlpgrad::parallel::ThreadPool;
+
 // A matrix stored row-major (or, transposed = true, stored as its transpose), viewed as an Operand.
 template <class T>
 struct Stored {
     std::size_t rows, cols;
     bool transposed;
     std::vector<T> data;
-    mlpgrad::gemm::Operand<T> operand() const {
-        const mlpgrad::MatrixView<const T> m(data.data(), transposed ? cols : rows, transposed ? rows : cols);
-        return transposed ? mlpgrad::gemm::transposed(m) : mlpgrad::gemm::operand(m);
+    gemm::Operand<T> operand() const {
+        const MatrixView<const T> m(data.data(), transposed ? cols : rows, transposed ? rows : cols);
+        return transposed ? gemm::transposed(m) : gemm::operand(m);
     }
 };
 
@@ -31,8 +35,8 @@ Stored<T> random_stored(std::size_t rows, std::size_t cols, bool transposed, Ran
 
 // Settings that force A packed or read in place whatever the shape, and split any product over `pool`.
 template <class T>
-mlpgrad::gemm::Settings<T> gemm_settings(bool pack_a, mlpgrad::parallel::ThreadPool* pool = nullptr) {
-    mlpgrad::gemm::Settings<T> s;
+gemm::Settings<T> gemm_settings(bool pack_a, ThreadPool* pool = nullptr) {
+    gemm::Settings<T> s;
     s.pool = pool;
     s.pack_a_min_columns = s.pack_a_transposed_min_columns = pack_a ? 0 : std::numeric_limits<std::size_t>::max();
     s.min_flops_per_thread = 0;

@@ -31,10 +31,6 @@
 namespace mlpgrad_test {
 namespace {
 
-namespace gemm = mlpgrad::gemm;
-using mlpgrad::MatrixView;
-using mlpgrad::parallel::ThreadPool;
-
 // C0 + A B (C0 may be null: zero) in long double, and Σ_k |A(i,k) B(k,j)| for the error bound.
 template <class T>
 void reference(gemm::Operand<T> A, gemm::Operand<T> B, const T* C0, std::vector<long double>& exact,

@@ -14,10 +14,6 @@
 namespace mlpgrad_test {
 namespace {
 
-namespace gemm = mlpgrad::gemm;
-using mlpgrad::MatrixView;
-using mlpgrad::parallel::ThreadPool;
-
 // The shapes (M, N, K) of the epilogue checks: `edges` (one depth block, edge tiles on the right and the
 // bottom), and whole tiles only with several depth blocks, where ReLU's epilogue runs in the micro-kernel's
 // registers on sums added over the blocks.
