@@ -1,9 +1,10 @@
-"""What the fuzz tests share (test_fuzz.py, test_fuzz_objects.py, test_fuzz_general_calls.py,
-test_uninitialized.py): running their targets in a child interpreter or a forked process, so that a crash
-is a reported failure; ``attempt``, which holds every call to the contract (a result exactly as with clean
-arguments, or TypeError / ValueError / MemoryError with a message and every caller buffer unchanged); the
-small models of the contract that say which arguments are valid; and the generated variants of arguments
-(dtypes, strides, alignment, read-only, odd objects, ``out`` buffers).
+"""What the fuzz tests share (test_fuzz.py, test_fuzz_objects.py, test_fuzz_general_calls.py; ``run_forked``
+also serves test_uninitialized.py, and ``fuzz`` test_hardening_runtime.py and test_interpreter_exit.py):
+running targets in a child interpreter or a forked process, so that a crash is a reported failure;
+``attempt``, which holds every call to the contract (a result exactly as with clean arguments, or TypeError /
+ValueError / MemoryError with a message and every caller buffer unchanged); the small models of the contract
+that say which arguments are valid; and the generated variants of arguments (dtypes, strides, alignment,
+read-only arrays, odd objects).
 
 MLPGRAD_FUZZ_SCALE multiplies the example counts; MLPGRAD_FUZZ_STATS=1 prints how many calls of each kind
 succeeded or raised what; MLPGRAD_FUZZ_LAST_CALL names the file where each call is recorded before it runs.

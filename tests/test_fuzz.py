@@ -18,11 +18,11 @@ pytest with MLPGRAD_FUZZ_CHILD=1, so that a segfault or an abort is reported as 
 last call attempted (MLPGRAD_FUZZ_LAST_CALL) and the faulthandler traceback, instead of killing the run.
 MLPGRAD_FUZZ_SCALE multiplies the example counts (.ci/reliability.sh runs more).
 
-Beyond arguments (test_fuzz_objects.py): classes deriving from MLP and Gradients in any combination (also hiding
-mlpgrad's ``__init_subclass__``), user callbacks (``__len__``, ``__getitem__``, ``__array__``, ``__float__``, ``__index__``)
-that re-enter the very object being built or called (``__init__``, ``__setstate__``, calls, pickling), every
-pickle protocol, and activation names and keyword names that are not str or not valid Unicode. Instances
-made by ``__new__`` without ``__init__``: test_uninitialized.py.
+Beyond arguments (test_fuzz_objects.py): classes deriving from MLP and Gradients in any combination (also
+hiding mlpgrad's ``__init_subclass__``), user callbacks (``__len__``, ``__getitem__``, ``__array__``,
+``__float__``, ``__index__``) that re-enter the very object being built or called (``__init__``,
+``__setstate__``, calls, pickling), every pickle protocol, and activation names and keyword names that are not
+str or not valid Unicode. Instances made by ``__new__`` without ``__init__``: test_uninitialized.py.
 """
 from __future__ import annotations
 
