@@ -422,20 +422,20 @@ def outcome(f):
 """
 
 
-def run_in_child(code: str, timeout: float = 300) -> List[str]:
-    """Runs `code` (dedented, after CHILD_PRELUDE) in a fresh interpreter and returns the lines it printed.
-    A crash or any exit status but 0 fails the calling test, with the child's output: code that could
-    crash the interpreter runs here, so that a crash is that test's failure, not the end of the run."""
-    proc = subprocess.run([sys.executable, "-X", "faulthandler", "-c", CHILD_PRELUDE + textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=timeout, cwd=_HERE)
-    assert proc.returncode == 0, f"child exited with status {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
-    return proc.stdout.splitlines()
-
 def run_child(code: str, timeout: float = 120) -> subprocess.CompletedProcess:
     """`code` (dedented) in a fresh interpreter, the same environment (a sanitizer runtime preloaded stays
     preloaded); the caller judges its exit status and output (child_report formats them for a message)."""
     return subprocess.run([sys.executable, "-X", "faulthandler", "-c", textwrap.dedent(code)], cwd=_HERE,
                           capture_output=True, text=True, timeout=timeout)
+
+
+def run_in_child(code: str, timeout: float = 300) -> List[str]:
+    """Runs `code` (dedented, after CHILD_PRELUDE) in a fresh interpreter and returns the lines it printed.
+    A crash or any exit status but 0 fails the calling test, with the child's output: code that could
+    crash the interpreter runs here, so that a crash is that test's failure, not the end of the run."""
+    proc = run_child(CHILD_PRELUDE + textwrap.dedent(code), timeout=timeout)
+    assert proc.returncode == 0, f"child exited with status {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+    return proc.stdout.splitlines()
 
 
 def child_report(proc: subprocess.CompletedProcess) -> str:
