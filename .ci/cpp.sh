@@ -2,14 +2,13 @@
 # C++ checks, called by .ci/run (also runs on its own: bash .ci/cpp.sh). On a fresh Debian/Ubuntu machine
 # it installs what it needs, then:
 #   1. checks that tests/data/oracle_vectors.txt is what python/mlpgrad/reference.py computes today;
-#   2. builds the C++ tests and runs them with ctest: with g++ and with clang++ (Release), with g++ under
-#      AddressSanitizer + UndefinedBehaviorSanitizer, always with -Wall -Wextra -Wpedantic -Werror; and the
-#      tests that run threads once more under ThreadSanitizer (clang++);
-#   3. builds the tests (and the benchmark) once more with -DMLPGRAD_PORTABLE=ON (no -march=native) and
-#      runs the tests;
-#   4. installs mlpgrad into a temporary prefix, moves it (the package must be relocatable), then builds
+#   2. builds the C++ tests and runs them with ctest: with g++ for the baseline ISA (-DMLPGRAD_PORTABLE=ON,
+#      with the benchmark), with g++ under AddressSanitizer + UndefinedBehaviorSanitizer and with clang++
+#      (Release) for the host's, always with -Wall -Wextra -Wpedantic -Werror; and the tests that run threads
+#      once more under ThreadSanitizer (clang++);
+#   3. installs mlpgrad into a temporary prefix, moves it (the package must be relocatable), then builds
 #      and runs the example app (cpp/examples) against it through find_package(mlpgrad CONFIG REQUIRED);
-#   5. builds and runs small consumers (cpp/tests/consumers) that get mlpgrad through add_subdirectory,
+#   4. builds and runs small consumers (cpp/tests/consumers) that get mlpgrad through add_subdirectory,
 #      FetchContent with a local SOURCE_DIR, and FetchContent with a URL to a source archive.
 # Build trees go to a temporary directory (MLPGRAD_CI_BUILD_DIR to choose it; it is removed at the end
 # unless MLPGRAD_CI_KEEP=1). Nothing is downloaded at configure or build time.
@@ -92,17 +91,39 @@ test_variant() {
 section "oracle test vectors"
 python3 tests/data/make_oracle_vectors.py --check
 
-# ---- 2. Tests: g++ and clang++ (Release), and g++ sanitized. The g++ Release build compiles each test
-# file on its own (so each includes what it uses); the others compile them in two unity batches (every
-# test file instantiates the kernels for all activations and both dtypes, so this halves the build time).
-# The sanitized build is Debug (-O0 -g): ASan misses nothing at -O0, and it builds 3x faster than at -O1.
+# ---- 2. Tests. Four builds, each for what it adds:
+#   portable  g++ Release, -DMLPGRAD_PORTABLE=ON (the baseline ISA: no -march flag anywhere), with the
+#             benchmarks (compiled, not run, so that they stay warning-free); each test file compiled on its
+#             own, so that each includes what it uses;
+#   g++-asan-ubsan  g++ Debug (-O0 -g: ASan misses nothing at -O0, and it builds 3x faster than at -O1) on the
+#             host's ISA (-march=native, the default);
+#   clang++   Release on the host's ISA: the tests optimised, and clang++'s warnings;
+#   clang++-tsan  the threaded tests under ThreadSanitizer (below).
+# The ASan and clang++ builds compile the test files in unity batches of 3 (every test file instantiates the
+# kernels for all activations and both dtypes, so this halves the build time). There is no g++ Release build
+# for the host's ISA: the Python tests run that build of the kernels (the extension), and g++-asan-ubsan and
+# clang++ run the C++ tests on the host's ISA; it was the build compiled file by file, ~220 s of CI (a run of
+# 4977041), while the portable one took another ~170 s in unity batches.
 # One compiler's ASan + UBSan build, not both: they check the same code for the same classes of error, and
-# clang++'s took 299 s of CI's 2,260 (a run of 4ace13b); clang++ still compiles every test (its warnings),
-# runs them optimised, and runs the threaded ones under its ThreadSanitizer below.
-# MLPGRAD_CI_CLANG_ASAN=1 adds clang++'s ASan + UBSan build back.
+# clang++'s took 299 s of CI's 2,260 (a run of 4ace13b). MLPGRAD_CI_CLANG_ASAN=1 adds it back.
 UNITY=(-DCMAKE_UNITY_BUILD=ON -DCMAKE_UNITY_BUILD_BATCH_SIZE=3)
-test_variant g++ g++ Release "$WARNINGS"
+BENCH=()
+if [ -f "$ROOT/cpp/bench/CMakeLists.txt" ]; then BENCH=(-DMLPGRAD_BUILD_BENCHMARKS=ON); fi
+test_variant portable g++ Release "$WARNINGS" -DMLPGRAD_PORTABLE=ON "${BENCH[@]}"
+if ((${#BENCH[@]})) && [ ! -x "$WORK/tests-portable/cpp/bench/mlpgrad_bench" ]; then
+  echo "mlpgrad_bench was not built" >&2
+  exit 1
+fi
+if grep -q -- "-march=" "$WORK/tests-portable/compile_commands.json"; then
+  echo "MLPGRAD_PORTABLE=ON build still uses -march" >&2
+  exit 1
+fi
 test_variant g++-asan-ubsan g++ Debug "$WARNINGS $SANITIZERS" "${UNITY[@]}"
+if grep -q "MLPGRAD_COMPILER_SUPPORTS_MARCH_NATIVE:INTERNAL=1" "$WORK/tests-g++-asan-ubsan/CMakeCache.txt" &&
+  ! grep -q -- "-march=native" "$WORK/tests-g++-asan-ubsan/compile_commands.json"; then
+  echo "the default build does not use -march=native" >&2
+  exit 1
+fi
 test_variant clang++ clang++ Release "$WARNINGS" "${UNITY[@]}"
 if [ "${MLPGRAD_CI_CLANG_ASAN:-0}" = 1 ]; then
   test_variant clang++-asan-ubsan clang++ Debug "$WARNINGS $SANITIZERS" "${UNITY[@]}"
@@ -121,7 +142,7 @@ configure "$TSAN_DIR" "$ROOT" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Re
   "${UNITY[@]}"
 "$CMAKE" --build "$TSAN_DIR" -j "$JOBS" --target mlpgrad_tests
 threaded_tests() { "$1" --gtest_list_tests --gtest_filter="$TSAN_FILTER" | grep -v '^Running main()'; }
-if ! diff <(threaded_tests "$WORK/tests-g++/cpp/tests/mlpgrad_tests") <(threaded_tests "$TSAN_DIR/cpp/tests/mlpgrad_tests"); then
+if ! diff <(threaded_tests "$WORK/tests-clang++/cpp/tests/mlpgrad_tests") <(threaded_tests "$TSAN_DIR/cpp/tests/mlpgrad_tests"); then
   echo "threaded tests (< all test files, > the ThreadSanitizer build) differ: add their file to" \
     "MLPGRAD_THREAD_TESTS_ONLY's list in cpp/tests/CMakeLists.txt" >&2
   exit 1
@@ -129,28 +150,9 @@ fi
 TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1} "$TSAN_DIR/cpp/tests/mlpgrad_tests" \
   --gtest_brief=1 --gtest_filter="$TSAN_FILTER"
 
-# ---- 3. MLPGRAD_PORTABLE=ON: no -march flag anywhere; the default build has -march=native (if supported).
-# This build also compiles (not runs) the benchmark in cpp/bench, so it stays warning-free.
-BENCH=()
-if [ -f "$ROOT/cpp/bench/CMakeLists.txt" ]; then BENCH=(-DMLPGRAD_BUILD_BENCHMARKS=ON); fi
-test_variant portable g++ Release "$WARNINGS" -DMLPGRAD_PORTABLE=ON "${BENCH[@]}" "${UNITY[@]}"
-if ((${#BENCH[@]})) && [ ! -x "$WORK/tests-portable/cpp/bench/mlpgrad_bench" ]; then
-  echo "mlpgrad_bench was not built" >&2
-  exit 1
-fi
-if grep -q -- "-march=" "$WORK/tests-portable/compile_commands.json"; then
-  echo "MLPGRAD_PORTABLE=ON build still uses -march" >&2
-  exit 1
-fi
-if grep -q "MLPGRAD_COMPILER_SUPPORTS_MARCH_NATIVE:INTERNAL=1" "$WORK/tests-g++/CMakeCache.txt" &&
-  ! grep -q -- "-march=native" "$WORK/tests-g++/compile_commands.json"; then
-  echo "the default build does not use -march=native" >&2
-  exit 1
-fi
-
-# ---- 4. Install into a temporary prefix, move it, build and run the example against it.
+# ---- 3. Install into a temporary prefix, move it, build and run the example against it.
 section "install + example app through find_package"
-"$CMAKE" --install "$WORK/tests-g++" --prefix "$WORK/prefix" >"$WORK/install.log"
+"$CMAKE" --install "$WORK/tests-clang++" --prefix "$WORK/prefix" >"$WORK/install.log"
 for f in include/mlpgrad/mlpgrad.hpp share/cmake/mlpgrad/mlpgradConfig.cmake \
   share/cmake/mlpgrad/mlpgradConfigVersion.cmake share/cmake/mlpgrad/mlpgradTargets.cmake; do
   [ -f "$WORK/prefix/$f" ] || { echo "not installed: $f" >&2; exit 1; }
@@ -166,7 +168,7 @@ for cxx in g++ clang++; do
   "$WORK/example-$cxx/fit_regression"
 done
 
-# ---- 5. Consumers: add_subdirectory, FetchContent (SOURCE_DIR and URL).
+# ---- 4. Consumers: add_subdirectory, FetchContent (SOURCE_DIR and URL).
 section "consumers: add_subdirectory and FetchContent"
 tar -czf "$WORK/mlpgrad-src.tar.gz" --exclude=./.git --exclude=./build --exclude=.venv --exclude=venv \
   --exclude=__pycache__ --exclude=.pytest_cache --exclude=.hypothesis --exclude=.benchmarks \
