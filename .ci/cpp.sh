@@ -138,8 +138,7 @@ section "tests: clang++-tsan (thread tests)"
 TSAN_DIR=$WORK/tests-clang++-tsan
 TSAN_FILTER='*Thread*:*Pool*:*Reentrancy*:*Concurrent*:BatchThreads*'
 configure "$TSAN_DIR" "$ROOT" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
-  -DCMAKE_CXX_FLAGS="$WARNINGS -fsanitize=thread -O1" -DMLPGRAD_BUILD_TESTS=ON -DMLPGRAD_THREAD_TESTS_ONLY=ON \
-  "${UNITY[@]}"
+  -DCMAKE_CXX_FLAGS="$WARNINGS -fsanitize=thread -O1" -DMLPGRAD_BUILD_TESTS=ON -DMLPGRAD_THREAD_TESTS_ONLY=ON
 "$CMAKE" --build "$TSAN_DIR" -j "$JOBS" --target mlpgrad_tests
 # Suite.Test, sorted: the order of the listing follows the order of linking, which differs between the builds.
 threaded_tests() {
